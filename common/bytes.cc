@@ -55,8 +55,8 @@ absl::StatusOr<absl::string_view> UnsealBlob(absl::string_view blob, uint32_t ma
                                                    " (want 0x", absl::Hex(magic), ")"));
   }
   if (got_version != version) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": version ", got_version,
-                                                   " is not supported (want ", version, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": version ", got_version, " is not supported (want ", version, ")"));
   }
   if (blob.size() != kHeaderSize + len + 4) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": length field says ", len,

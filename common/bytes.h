@@ -73,8 +73,8 @@ class ByteReader {
 
  private:
   absl::Status Truncated(size_t want) const {
-    return absl::InvalidArgumentError(absl::StrCat(what_, ": truncated (need ", want,
-                                                   " more bytes, have ", data_.size(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what_, ": truncated (need ", want, " more bytes, have ", data_.size(), ")"));
   }
   absl::string_view data_;
   std::string what_;

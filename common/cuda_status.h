@@ -15,8 +15,8 @@ namespace tokenrail {
 // fall back. Out of memory is ResourceExhausted; bad values InvalidArgument.
 inline absl::Status StatusFromCuda(cudaError_t err, absl::string_view context) {
   if (err == cudaSuccess) return absl::OkStatus();
-  const std::string msg = absl::StrCat(context, ": ", cudaGetErrorName(err), ": ",
-                                       cudaGetErrorString(err));
+  const std::string msg =
+      absl::StrCat(context, ": ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
   switch (err) {
     case cudaErrorNoDevice:
     case cudaErrorInsufficientDriver:

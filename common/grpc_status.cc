@@ -15,8 +15,7 @@ absl::Status StatusFromGrpc(const grpc::Status& status, absl::string_view contex
 
 grpc::Status GrpcFromStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 }  // namespace tokenrail

@@ -15,8 +15,8 @@ absl::Status StatusFromIbv(int rc, absl::string_view context) {
 
 absl::Status StatusFromWc(ibv_wc_status status, absl::string_view context) {
   if (status == IBV_WC_SUCCESS) return absl::OkStatus();
-  const std::string msg =
-      absl::StrCat(context, ": ", ibv_wc_status_str(status), " (wc ", static_cast<int>(status), ")");
+  const std::string msg = absl::StrCat(context, ": ", ibv_wc_status_str(status), " (wc ",
+                                       static_cast<int>(status), ")");
   switch (status) {
     case IBV_WC_REM_ACCESS_ERR:
     case IBV_WC_LOC_PROT_ERR:

@@ -35,8 +35,7 @@ namespace logging_internal {
 extern std::atomic<int> max_verbosity;
 
 inline bool VlogOn(absl::string_view subsystem, int level) {
-  return level <= max_verbosity.load(std::memory_order_relaxed) &&
-         level <= LogVerbosity(subsystem);
+  return level <= max_verbosity.load(std::memory_order_relaxed) && level <= LogVerbosity(subsystem);
 }
 
 class LogMessage {
@@ -63,27 +62,27 @@ struct Voidify {
 #define TR_LOG_SEVERITY_ERROR ::tokenrail::LogSeverity::kError
 #define TR_LOG_SEVERITY_FATAL ::tokenrail::LogSeverity::kFatal
 
-#define TR_LOG(severity, subsystem)                                                        \
+#define TR_LOG(severity, subsystem)                                                          \
   ::tokenrail::logging_internal::LogMessage(TR_LOG_SEVERITY_##severity, subsystem, __FILE__, \
-                                            __LINE__)                                      \
+                                            __LINE__)                                        \
       .stream()
 
-#define TR_VLOG(level, subsystem)                                        \
-  if (!::tokenrail::logging_internal::VlogOn(subsystem, level)) {        \
-  } else                                                                 \
+#define TR_VLOG(level, subsystem)                                                         \
+  if (!::tokenrail::logging_internal::VlogOn(subsystem, level)) {                         \
+  } else                                                                                  \
     ::tokenrail::logging_internal::LogMessage(::tokenrail::LogSeverity::kInfo, subsystem, \
-                                              __FILE__, __LINE__)        \
+                                              __FILE__, __LINE__)                         \
         .stream()
 
-#define TR_LOG_ONCE(severity, subsystem)                                 \
-  if (static std::atomic<bool> tr_logged_once_{false};                   \
-      tr_logged_once_.exchange(true, std::memory_order_relaxed)) {       \
-  } else                                                                 \
+#define TR_LOG_ONCE(severity, subsystem)                           \
+  if (static std::atomic<bool> tr_logged_once_{false};             \
+      tr_logged_once_.exchange(true, std::memory_order_relaxed)) { \
+  } else                                                           \
     TR_LOG(severity, subsystem)
 
-#define TR_CHECK(cond)                                   \
-  (cond) ? (void)0                                       \
-         : ::tokenrail::logging_internal::Voidify() &    \
-               TR_LOG(FATAL, "check") << "Check failed: " #cond " "
+#define TR_CHECK(cond)                                                       \
+  (cond) ? (void)0                                                           \
+         : ::tokenrail::logging_internal::Voidify() & TR_LOG(FATAL, "check") \
+                                                          << "Check failed: " #cond " "
 
 #endif  // TOKENRAIL_COMMON_LOGGING_H_

@@ -12,8 +12,8 @@ namespace tokenrail {
 
 inline absl::Status StatusFromNccl(ncclResult_t r, absl::string_view context) {
   if (r == ncclSuccess) return absl::OkStatus();
-  const std::string msg = absl::StrCat(context, ": ", ncclGetErrorString(r), " (nccl ",
-                                       static_cast<int>(r), ")");
+  const std::string msg =
+      absl::StrCat(context, ": ", ncclGetErrorString(r), " (nccl ", static_cast<int>(r), ")");
   switch (r) {
     case ncclInvalidArgument:
     case ncclInvalidUsage:

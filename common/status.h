@@ -16,17 +16,17 @@
 #define TR_STATUS_CONCAT_INNER_(a, b) a##b
 #define TR_STATUS_CONCAT_(a, b) TR_STATUS_CONCAT_INNER_(a, b)
 
-#define TR_RETURN_IF_ERROR(expr)                         \
-  do {                                                   \
-    ::absl::Status tr_status_ = (expr);                  \
-    if (!tr_status_.ok()) return tr_status_;             \
+#define TR_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status tr_status_ = (expr);      \
+    if (!tr_status_.ok()) return tr_status_; \
   } while (0)
 
 #define TR_ASSIGN_OR_RETURN(lhs, expr) \
   TR_ASSIGN_OR_RETURN_IMPL_(TR_STATUS_CONCAT_(tr_statusor_, __LINE__), lhs, expr)
 
-#define TR_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                              \
+#define TR_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)     \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

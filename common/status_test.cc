@@ -63,8 +63,7 @@ TEST(StatusTest, IbverbsAdapter) {
   EXPECT_TRUE(StatusFromIbv(0, "x").ok());
   EXPECT_EQ(StatusFromIbv(ENOMEM, "reg_mr").code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(StatusFromWc(IBV_WC_RETRY_EXC_ERR, "wc").code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(StatusFromWc(IBV_WC_REM_ACCESS_ERR, "wc").code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StatusFromWc(IBV_WC_REM_ACCESS_ERR, "wc").code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(StatusTest, GrpcAdapterRoundTrips) {

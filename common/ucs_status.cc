@@ -44,9 +44,8 @@ absl::StatusCode CodeFromUcs(ucs_status_t s) {
 
 absl::Status StatusFromUcs(ucs_status_t status, absl::string_view context) {
   if (status == UCS_OK) return absl::OkStatus();
-  return absl::Status(CodeFromUcs(status),
-                      absl::StrCat(context, ": ", ucs_status_string(status), " (ucs ",
-                                   static_cast<int>(status), ")"));
+  return absl::Status(CodeFromUcs(status), absl::StrCat(context, ": ", ucs_status_string(status),
+                                                        " (ucs ", static_cast<int>(status), ")"));
 }
 
 }  // namespace tokenrail

@@ -41,8 +41,8 @@ absl::StatusOr<std::vector<std::string>> ApplyFilter(absl::string_view filter) {
   for (const std::string& name : listed) {
     if (std::find(all.begin(), all.end(), name) == all.end()) {
       return absl::InvalidArgumentError(absl::StrCat("transport filter names unknown backend '",
-                                                     name, "' (registered: ",
-                                                     RegisteredNames(), ")"));
+                                                     name, "' (registered: ", RegisteredNames(),
+                                                     ")"));
     }
   }
   if (listed.empty()) return all;
@@ -127,8 +127,8 @@ absl::StatusOr<std::vector<Capabilities>> SelectBackends(const Requirements& req
     });
   }
   if (out.empty()) {
-    return absl::NotFoundError(absl::StrCat("no transport backend qualifies (",
-                                            absl::StrJoin(rejected, "; "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("no transport backend qualifies (", absl::StrJoin(rejected, "; "), ")"));
   }
   return out;
 }

@@ -70,7 +70,7 @@ absl::StatusOr<std::vector<Capabilities>> SelectBackends(const Requirements& req
 }  // namespace transport
 }  // namespace tokenrail
 
-#define TR_REGISTER_TRANSPORT(id, ...)                             \
+#define TR_REGISTER_TRANSPORT(id, ...)                              \
   static const bool tr_transport_registered_##id [[maybe_unused]] = \
       ::tokenrail::transport::RegisterBackend(::tokenrail::transport::BackendEntry __VA_ARGS__)
 

@@ -56,15 +56,15 @@ enum class MemoryKind { kHost, kCuda };
 // What a backend can do, published through the registry for selection and
 // for `tokenrail-bench info`.
 struct Capabilities {
-  std::string backend;            // registered name, e.g. "shm"
-  bool intra_node = false;        // reaches processes on the same host
-  bool inter_node = false;        // reaches other hosts
-  bool gpu_memory = false;        // RegisterMemory(kCuda) works
-  bool native_rma = false;        // puts are one-sided in hardware/shared memory
-  double bandwidth_gbytes = 0;    // nominal per endpoint, GB/s, for ranking
-  double latency_us = 0;          // nominal one-way small-put latency
-  size_t max_put_size = 0;        // largest single put, bytes
-  size_t max_message_size = 0;    // largest control message, bytes
+  std::string backend;               // registered name, e.g. "shm"
+  bool intra_node = false;           // reaches processes on the same host
+  bool inter_node = false;           // reaches other hosts
+  bool gpu_memory = false;           // RegisterMemory(kCuda) works
+  bool native_rma = false;           // puts are one-sided in hardware/shared memory
+  double bandwidth_gbytes = 0;       // nominal per endpoint, GB/s, for ranking
+  double latency_us = 0;             // nominal one-way small-put latency
+  size_t max_put_size = 0;           // largest single put, bytes
+  size_t max_message_size = 0;       // largest control message, bytes
   std::vector<std::string> devices;  // e.g. "memfd", "mlx5_0:1 (IB, 200 Gb/s)"
 };
 
@@ -82,8 +82,8 @@ struct TransportOptions {
 
 // Delivered to the receiver once per put, after the data is visible.
 struct Notification {
-  uint32_t imm = 0;     // the sender's immediate value
-  size_t length = 0;    // bytes written by the put
+  uint32_t imm = 0;   // the sender's immediate value
+  size_t length = 0;  // bytes written by the put
 };
 
 class MemoryRegion {
@@ -98,8 +98,7 @@ class MemoryRegion {
   virtual absl::StatusOr<std::string> PackRemoteKey() const = 0;
 
  protected:
-  MemoryRegion(void* data, size_t size, MemoryKind kind)
-      : data_(data), size_(size), kind_(kind) {}
+  MemoryRegion(void* data, size_t size, MemoryKind kind) : data_(data), size_(size), kind_(kind) {}
 
  private:
   void* data_;
@@ -131,8 +130,7 @@ class Endpoint {
 
   // Validates `key` (format, checksum, that it names a live region of this
   // peer) and returns a handle for puts. InvalidArgument when it does not.
-  virtual absl::StatusOr<std::unique_ptr<RemoteRegion>> UnpackRemoteKey(
-      absl::string_view key) = 0;
+  virtual absl::StatusOr<std::unique_ptr<RemoteRegion>> UnpackRemoteKey(absl::string_view key) = 0;
 
   // Posts a put of src[src_offset, +length) to dst[dst_offset, +length) and a
   // notification carrying `imm` to the peer. Non-blocking: `src` must stay
@@ -183,11 +181,11 @@ class Context {
 
   // Registers caller-owned memory (it must outlive the region).
   virtual absl::StatusOr<std::unique_ptr<MemoryRegion>> RegisterMemory(void* data, size_t size,
-                                                                        MemoryKind kind) = 0;
+                                                                       MemoryKind kind) = 0;
   // Allocates memory the backend can always expose to peers (memfd on shm).
   // The region owns it.
   virtual absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
-                                                                        MemoryKind kind) = 0;
+                                                                       MemoryKind kind) = 0;
 
   // Advances all endpoints without blocking.
   virtual absl::Status Progress() = 0;

@@ -25,16 +25,16 @@ constexpr absl::Duration kDeathBound = absl::Seconds(10);
 
 absl::Time Deadline(absl::Duration d = kOpTimeout) { return absl::Now() + d; }
 
-#define TR_ASSERT_OK(expr)                       \
-  do {                                           \
-    const absl::Status tr_s_ = (expr);           \
+#define TR_ASSERT_OK(expr)                          \
+  do {                                              \
+    const absl::Status tr_s_ = (expr);              \
     ASSERT_TRUE(tr_s_.ok()) << #expr ": " << tr_s_; \
   } while (0)
 
-#define TR_ASSERT_OK_AND_ASSIGN(lhs, expr)                              \
-  auto TR_CT_CONCAT_(tr_v_, __LINE__) = (expr);                     \
-  ASSERT_TRUE(TR_CT_CONCAT_(tr_v_, __LINE__).ok())                  \
-      << #expr ": " << TR_CT_CONCAT_(tr_v_, __LINE__).status();     \
+#define TR_ASSERT_OK_AND_ASSIGN(lhs, expr)                      \
+  auto TR_CT_CONCAT_(tr_v_, __LINE__) = (expr);                 \
+  ASSERT_TRUE(TR_CT_CONCAT_(tr_v_, __LINE__).ok())              \
+      << #expr ": " << TR_CT_CONCAT_(tr_v_, __LINE__).status(); \
   lhs = std::move(TR_CT_CONCAT_(tr_v_, __LINE__)).value()
 
 #define TR_CT_CONCAT_INNER_(a, b) a##b
@@ -127,11 +127,20 @@ TEST_P(TransportConformanceTest, PutSizesAndUnalignedOffsets) {
   struct Case {
     size_t len, src_off, dst_off;
   };
-  const Case cases[] = {{0, 0, 0},         {1, 0, 0},           {1, 1, 4097},
-                        {7, 3, 5},         {8, 8, 8},           {63, 1, 63},
-                        {64, 0, 64},       {1000, 13, 77},      {4096, 0, 4096},
-                        {65537, 5, 3},     {(1 << 20) + 3, 7, 11}, {16 << 20, 1, 1},
-                        {kMax, 0, 4096},   {kMax, 4096, 3}};
+  const Case cases[] = {{0, 0, 0},
+                        {1, 0, 0},
+                        {1, 1, 4097},
+                        {7, 3, 5},
+                        {8, 8, 8},
+                        {63, 1, 63},
+                        {64, 0, 64},
+                        {1000, 13, 77},
+                        {4096, 0, 4096},
+                        {65537, 5, 3},
+                        {(1 << 20) + 3, 7, 11},
+                        {16 << 20, 1, 1},
+                        {kMax, 0, 4096},
+                        {kMax, 4096, 3}};
   uint32_t imm = 100;
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat("len ", c.len, " src_off ", c.src_off, " dst_off ", c.dst_off));
@@ -318,7 +327,8 @@ TEST_P(TransportConformanceTest, MalformedAddressesAreRejected) {
     const absl::Time start = absl::Now();
     absl::StatusOr<std::unique_ptr<Endpoint>> ep =
         ctx_->Connect(address, Deadline(absl::Seconds(5)));
-    EXPECT_EQ(ep.status().code(), absl::StatusCode::kInvalidArgument) << what << ": " << ep.status();
+    EXPECT_EQ(ep.status().code(), absl::StatusCode::kInvalidArgument)
+        << what << ": " << ep.status();
     EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << what;
   }
 }
@@ -356,8 +366,7 @@ TEST_P(TransportConformanceTest, PeerKilledWhilePuttingFailsSurvivor) {
   // The error is sticky and every operation returns it promptly.
   const absl::Time start = absl::Now();
   EXPECT_EQ(ep_->status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(ep_->Put(*s, 0, *dst.remote, 0, 8, 1).status().code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ep_->Put(*s, 0, *dst.remote, 0, 8, 1).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ep_->Flush(Deadline()).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ep_->WaitNotification(Deadline()).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ep_->SendMessage("x").code(), absl::StatusCode::kUnavailable);

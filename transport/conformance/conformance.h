@@ -69,8 +69,9 @@ class TransportConformanceTest : public ::testing::TestWithParam<ConformanceConf
 }  // namespace transport
 }  // namespace tokenrail
 
-#define TR_TRANSPORT_CONFORMANCE(label, ...)                                              \
-  INSTANTIATE_TEST_SUITE_P(label, ::tokenrail::transport::TransportConformanceTest,        \
-                           ::testing::Values(::tokenrail::transport::ConformanceConfig __VA_ARGS__))
+#define TR_TRANSPORT_CONFORMANCE(label, ...)                   \
+  INSTANTIATE_TEST_SUITE_P(                                    \
+      label, ::tokenrail::transport::TransportConformanceTest, \
+      ::testing::Values(::tokenrail::transport::ConformanceConfig __VA_ARGS__))
 
 #endif  // TOKENRAIL_TRANSPORT_CONFORMANCE_CONFORMANCE_H_

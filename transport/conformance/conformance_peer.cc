@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-
 #include <cstring>
 #include <memory>
 #include <string>
@@ -44,8 +43,8 @@ class Peer {
     TR_ASSIGN_OR_RETURN(std::string test_address, oob_.Recv(Deadline()));
     absl::StatusOr<std::unique_ptr<Endpoint>> ep = ctx_->Connect(test_address, Deadline());
     if (ep.ok()) ep_ = std::move(*ep);
-    TR_RETURN_IF_ERROR(oob_.Send(EncodeReply(
-        ep.ok() ? absl::StatusOr<std::string>("connected") : ep.status())));
+    TR_RETURN_IF_ERROR(
+        oob_.Send(EncodeReply(ep.ok() ? absl::StatusOr<std::string>("connected") : ep.status())));
     TR_RETURN_IF_ERROR(ep.status());
     while (true) {
       TR_ASSIGN_OR_RETURN(std::string frame, NextCommand());
@@ -86,8 +85,8 @@ class Peer {
     uint8_t* base = static_cast<uint8_t*>(region->data());
     const size_t bad = FirstPatternMismatch(base + offset, len, seed);
     if (bad != len) {
-      return absl::InternalError(absl::StrCat("put of ", len, " bytes at offset ", offset,
-                                              ": wrong byte at +", bad));
+      return absl::InternalError(
+          absl::StrCat("put of ", len, " bytes at offset ", offset, ": wrong byte at +", bad));
     }
     return absl::OkStatus();
   }
@@ -131,20 +130,19 @@ class Peer {
       case PeerOp::kExpectMany: {
         TR_ASSIGN_OR_RETURN(MemoryRegion * region, Region(cmd.region));
         for (uint32_t i = 0; i < cmd.count; ++i) {
-          TR_RETURN_IF_ERROR(Annotate(
-              VerifyPut(region, i, cmd.size, i * cmd.stride, cmd.seed + i),
-              absl::StrCat("put ", i, " of ", cmd.count)));
+          TR_RETURN_IF_ERROR(Annotate(VerifyPut(region, i, cmd.size, i * cmd.stride, cmd.seed + i),
+                                      absl::StrCat("put ", i, " of ", cmd.count)));
         }
         std::memset(region->data(), fills_[cmd.region], region->size());
         return std::string("ok");
       }
       case PeerOp::kCheckFill: {
         TR_ASSIGN_OR_RETURN(MemoryRegion * region, Region(cmd.region));
-        const size_t bad = FirstByteNot(static_cast<const uint8_t*>(region->data()),
-                                        region->size(), cmd.fill);
+        const size_t bad =
+            FirstByteNot(static_cast<const uint8_t*>(region->data()), region->size(), cmd.fill);
         if (bad != region->size()) {
-          return absl::InternalError(absl::StrCat("region ", cmd.region, " byte ", bad,
-                                                  " was modified"));
+          return absl::InternalError(
+              absl::StrCat("region ", cmd.region, " byte ", bad, " was modified"));
         }
         return std::string("ok");
       }
@@ -206,8 +204,8 @@ int Main(int argc, char** argv) {
   OobChannel oob{UniqueFd(absl::GetFlag(FLAGS_oob_fd))};
   TransportOptions options;
   options.name = "peer";
-  for (absl::string_view kv : absl::StrSplit(absl::GetFlag(FLAGS_params), ',',
-                                             absl::SkipWhitespace())) {
+  for (absl::string_view kv :
+       absl::StrSplit(absl::GetFlag(FLAGS_params), ',', absl::SkipWhitespace())) {
     std::vector<std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     options.params[parts[0]] = parts.size() > 1 ? parts[1] : "";
   }

@@ -31,8 +31,7 @@ class PeerProcess {
   absl::Status Send(const PeerCommand& cmd) { return oob_.Send(EncodeCommand(cmd)); }
   // Waits for the next reply, calling progress->Progress() meanwhile (if set).
   absl::StatusOr<std::string> Await(Context* progress, absl::Time deadline);
-  absl::StatusOr<std::string> Call(const PeerCommand& cmd, Context* progress,
-                                   absl::Time deadline);
+  absl::StatusOr<std::string> Call(const PeerCommand& cmd, Context* progress, absl::Time deadline);
 
   // SIGKILL and reap. Safe to call from another thread than the one awaiting.
   void Kill();

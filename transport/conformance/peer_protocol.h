@@ -13,14 +13,14 @@ namespace tokenrail {
 namespace transport {
 
 enum class PeerOp : uint8_t {
-  kAlloc = 1,      // size, fill -> reply: region index (u32) + remote key
-  kExpectPut,      // region, imm, len, offset, seed: wait one notification, verify data+guards
-  kExpectMany,     // region, count, len, stride, seed: notifications imm 0..count-1 in order
-  kCheckFill,      // region, fill: every byte of the region still equals fill
-  kDeregister,     // region: destroy it (its key goes stale)
-  kEchoMessages,   // count: receive `count` control messages, send each back
-  kPutMany,        // key, count, len, stride, seed: put to the test process, imm 0..count-1
-  kSink,           // reply, then consume notifications forever (until killed)
+  kAlloc = 1,     // size, fill -> reply: region index (u32) + remote key
+  kExpectPut,     // region, imm, len, offset, seed: wait one notification, verify data+guards
+  kExpectMany,    // region, count, len, stride, seed: notifications imm 0..count-1 in order
+  kCheckFill,     // region, fill: every byte of the region still equals fill
+  kDeregister,    // region: destroy it (its key goes stale)
+  kEchoMessages,  // count: receive `count` control messages, send each back
+  kPutMany,       // key, count, len, stride, seed: put to the test process, imm 0..count-1
+  kSink,          // reply, then consume notifications forever (until killed)
 };
 
 struct PeerCommand {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: format check, then `bazel test //...`. Ends with one
+# summary line. Tests that need a GPU, an RDMA device or root skip with a reason.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+log=$(mktemp)
+
+format_rc=0
+tools/check_format.sh || format_rc=$?
+
+bazel test //... --test_summary=short "$@" 2>&1 | tee "$log"
+bazel_rc=${PIPESTATUS[0]}
+
+passed=$(grep -cE '^//.* PASSED' "$log" || true)
+failed=$(grep -cE '^//.* (FAILED|TIMEOUT|FLAKY|NO STATUS)' "$log" || true)
+skipped=$(grep -cE '^//.* SKIPPED' "$log" || true)
+rm -f "$log"
+elapsed=$(( $(date +%s) - start ))
+verdict=PASS
+(( format_rc != 0 || bazel_rc != 0 )) && verdict=FAIL
+echo "SUMMARY: ${verdict}: ${passed} test targets passed, ${failed} failed, ${skipped} skipped;" \
+     "format $([[ $format_rc == 0 ]] && echo clean || echo DIRTY); ${elapsed}s"
+[[ $verdict == PASS ]]
