@@ -69,9 +69,14 @@ class TransportConformanceTest : public ::testing::TestWithParam<ConformanceConf
 }  // namespace transport
 }  // namespace tokenrail
 
-#define TR_TRANSPORT_CONFORMANCE(label, ...)                   \
-  INSTANTIATE_TEST_SUITE_P(                                    \
-      label, ::tokenrail::transport::TransportConformanceTest, \
-      ::testing::Values(::tokenrail::transport::ConformanceConfig __VA_ARGS__))
+// Use at global scope. INSTANTIATE_TEST_SUITE_P pastes the suite name into
+// identifiers, so the instantiation is placed inside the suite's namespace.
+#define TR_TRANSPORT_CONFORMANCE(label, ...)                                  \
+  namespace tokenrail {                                                       \
+  namespace transport {                                                       \
+  INSTANTIATE_TEST_SUITE_P(label, TransportConformanceTest,                   \
+                           ::testing::Values(ConformanceConfig __VA_ARGS__)); \
+  }                                                                           \
+  }
 
 #endif  // TOKENRAIL_TRANSPORT_CONFORMANCE_CONFORMANCE_H_

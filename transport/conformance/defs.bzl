@@ -5,7 +5,7 @@ suite builds on its own) and a cc_test that spawns it. The test source holds
 the TR_TRANSPORT_CONFORMANCE(...) registrations.
 """
 
-def transport_conformance_test(name, srcs, backend, size = "large", tags = [], **kwargs):
+def transport_conformance_test(name, srcs, backend, size = "medium", tags = [], **kwargs):
     peer = name + "_peer"
     native.cc_binary(
         name = peer,
