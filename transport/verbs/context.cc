@@ -125,10 +125,10 @@ absl::StatusOr<std::unique_ptr<Endpoint>> VerbsContext::Connect(absl::string_vie
         absl::StrCat("verbs: context '", topts_.name, "' cannot connect to its own address"));
   }
   if (peer.link_layer != device_->port.link) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "verbs: peer '", peer.name, "' is on ", LinkLayerName(peer.link_layer), " (",
-        peer.device, ":", peer.ib_port, "), this context on ", LinkLayerName(device_->port.link),
-        " (", device_->where(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("verbs: peer '", peer.name, "' is on ", LinkLayerName(peer.link_layer), " (",
+                     peer.device, ":", peer.ib_port, "), this context on ",
+                     LinkLayerName(device_->port.link), " (", device_->where(), ")"));
   }
   EndpointEnv env;
   env.device = device_.get();
@@ -160,9 +160,9 @@ absl::StatusOr<WireupConn> VerbsContext::DialSide(VerbsEndpoint& ep, const Addre
   TR_ASSIGN_OR_RETURN(const std::string raw, conn.RecvFrame(kMaxFrame, deadline));
   TR_ASSIGN_OR_RETURN(const WireupFrame reply, UnpackWireupFrame(raw));
   if (reply.from_context != peer.context_id || reply.to_context != id_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "wireup reply from context ", reply.from_context, " ('", reply.from_name, "') to ",
-        reply.to_context, ", expected ", peer.context_id, " to ", id_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("wireup reply from context ", reply.from_context, " ('", reply.from_name,
+                     "') to ", reply.to_context, ", expected ", peer.context_id, " to ", id_));
   }
   if (reply.type == WireupType::kReject) {
     return absl::FailedPreconditionError(absl::StrCat("peer refused the QP: ", reply.body));
@@ -187,9 +187,9 @@ absl::StatusOr<WireupConn> VerbsContext::AcceptSide(VerbsEndpoint& ep, const Add
     // Keep established endpoints alive (credits, key queries) while waiting.
     for (VerbsEndpoint* e : endpoints_.list()) (void)e->Progress();
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("timed out waiting for the peer to dial ", options_.listen_host, ":",
-                       listener_.port(), " (did it call Connect with this address?)"));
+      return absl::DeadlineExceededError(absl::StrCat("timed out waiting for the peer to dial ",
+                                                      options_.listen_host, ":", listener_.port(),
+                                                      " (did it call Connect with this address?)"));
     }
     backoff.Pause();
   }
@@ -214,9 +214,9 @@ absl::StatusOr<WireupConn> VerbsContext::AcceptSide(VerbsEndpoint& ep, const Add
   TR_ASSIGN_OR_RETURN(const WireupFrame ready, UnpackWireupFrame(raw));
   if (ready.type != WireupType::kReady || ready.from_context != peer.context_id ||
       ready.to_context != id_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "expected the dialer's ready frame, got type ", static_cast<int>(ready.type),
-        " from context ", ready.from_context));
+    return absl::InvalidArgumentError(absl::StrCat("expected the dialer's ready frame, got type ",
+                                                   static_cast<int>(ready.type), " from context ",
+                                                   ready.from_context));
   }
   return conn;
 }
@@ -247,10 +247,10 @@ void VerbsContext::AcceptWireup() {
                               << (hello.ok() ? "not a hello" : hello.status().message());
       } else if (hello->to_context != id_) {
         (void)u.conn.SendFrame(
-            PackWireupFrame(Frame(WireupType::kReject, hello->from_context,
-                                  absl::StrCat("this listener belongs to context ", id_, " ('",
-                                               topts_.name, "'), not ", hello->to_context,
-                                               " (stale address?)"))),
+            PackWireupFrame(
+                Frame(WireupType::kReject, hello->from_context,
+                      absl::StrCat("this listener belongs to context ", id_, " ('", topts_.name,
+                                   "'), not ", hello->to_context, " (stale address?)"))),
             now + absl::Seconds(1));
       } else {
         // A newer hello from the same peer (it retried) replaces the older.
@@ -319,19 +319,18 @@ absl::Status VerbsContext::Progress() {
   return device_status_;
 }
 
-absl::StatusOr<std::unique_ptr<MemoryRegion>> VerbsContext::RegisterMemory(void* data,
-                                                                            size_t size,
-                                                                            MemoryKind kind) {
+absl::StatusOr<std::unique_ptr<MemoryRegion>> VerbsContext::RegisterMemory(void* data, size_t size,
+                                                                           MemoryKind kind) {
   TR_RETURN_IF_ERROR(device_status_);
-  TR_ASSIGN_OR_RETURN(std::unique_ptr<VerbsMemoryRegion> r,
-                      VerbsMemoryRegion::Register(*device_, &regions_, id_, next_region_++,
-                                                  RandomNonZero(gen_), data, size, kind,
-                                                  MappedBuffer()));
+  TR_ASSIGN_OR_RETURN(
+      std::unique_ptr<VerbsMemoryRegion> r,
+      VerbsMemoryRegion::Register(*device_, &regions_, id_, next_region_++, RandomNonZero(gen_),
+                                  data, size, kind, MappedBuffer()));
   return std::unique_ptr<MemoryRegion>(std::move(r));
 }
 
 absl::StatusOr<std::unique_ptr<MemoryRegion>> VerbsContext::AllocateMemory(size_t size,
-                                                                            MemoryKind kind) {
+                                                                           MemoryKind kind) {
   TR_RETURN_IF_ERROR(device_status_);
   if (kind == MemoryKind::kCuda) {
     return absl::UnimplementedError(
@@ -340,10 +339,10 @@ absl::StatusOr<std::unique_ptr<MemoryRegion>> VerbsContext::AllocateMemory(size_
   }
   TR_ASSIGN_OR_RETURN(MappedBuffer buf, MappedBuffer::Create(size));
   char* data = buf.data();
-  TR_ASSIGN_OR_RETURN(std::unique_ptr<VerbsMemoryRegion> r,
-                      VerbsMemoryRegion::Register(*device_, &regions_, id_, next_region_++,
-                                                  RandomNonZero(gen_), data, size, kind,
-                                                  std::move(buf)));
+  TR_ASSIGN_OR_RETURN(
+      std::unique_ptr<VerbsMemoryRegion> r,
+      VerbsMemoryRegion::Register(*device_, &regions_, id_, next_region_++, RandomNonZero(gen_),
+                                  data, size, kind, std::move(buf)));
   return std::unique_ptr<MemoryRegion>(std::move(r));
 }
 

@@ -54,9 +54,9 @@ class VerbsContext : public Context {
   absl::StatusOr<std::unique_ptr<Endpoint>> Connect(absl::string_view peer_address,
                                                     absl::Time deadline) override;
   absl::StatusOr<std::unique_ptr<MemoryRegion>> RegisterMemory(void* data, size_t size,
-                                                                MemoryKind kind) override;
+                                                               MemoryKind kind) override;
   absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
-                                                                MemoryKind kind) override;
+                                                               MemoryKind kind) override;
   absl::Status Progress() override;
 
  private:

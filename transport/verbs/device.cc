@@ -55,9 +55,7 @@ void IbvDeleter::operator()(ibv_cq* p) const {
 void IbvDeleter::operator()(ibv_qp* p) const {
   LogDestroyFailure(ibv_destroy_qp(p), "ibv_destroy_qp");
 }
-void IbvDeleter::operator()(ibv_mr* p) const {
-  LogDestroyFailure(ibv_dereg_mr(p), "ibv_dereg_mr");
-}
+void IbvDeleter::operator()(ibv_mr* p) const { LogDestroyFailure(ibv_dereg_mr(p), "ibv_dereg_mr"); }
 void IbvDeleter::operator()(ibv_device** p) const { ibv_free_device_list(p); }
 
 bool IsZeroGid(const Gid& gid) {
@@ -117,47 +115,86 @@ absl::StatusOr<int> SelectGidIndex(const std::vector<GidEntry>& entries, LinkLay
 double PortGbps(uint8_t active_speed, uint8_t active_width) {
   double lane = 0;
   switch (active_speed) {
-    case 1: lane = 2.5; break;    // SDR
-    case 2: lane = 5; break;      // DDR
-    case 4: lane = 10; break;     // QDR
-    case 8: lane = 10; break;     // FDR10
-    case 16: lane = 14; break;    // FDR
-    case 32: lane = 25; break;    // EDR
-    case 64: lane = 50; break;    // HDR
-    case 128: lane = 100; break;  // NDR
-    default: return 0;
+    case 1:
+      lane = 2.5;
+      break;  // SDR
+    case 2:
+      lane = 5;
+      break;  // DDR
+    case 4:
+      lane = 10;
+      break;  // QDR
+    case 8:
+      lane = 10;
+      break;  // FDR10
+    case 16:
+      lane = 14;
+      break;  // FDR
+    case 32:
+      lane = 25;
+      break;  // EDR
+    case 64:
+      lane = 50;
+      break;  // HDR
+    case 128:
+      lane = 100;
+      break;  // NDR
+    default:
+      return 0;
   }
   int lanes = 0;
   switch (active_width) {
-    case 1: lanes = 1; break;
-    case 2: lanes = 4; break;
-    case 4: lanes = 8; break;
-    case 8: lanes = 12; break;
-    case 16: lanes = 2; break;
-    default: return 0;
+    case 1:
+      lanes = 1;
+      break;
+    case 2:
+      lanes = 4;
+      break;
+    case 4:
+      lanes = 8;
+      break;
+    case 8:
+      lanes = 12;
+      break;
+    case 16:
+      lanes = 2;
+      break;
+    default:
+      return 0;
   }
   return lane * lanes;
 }
 
 int MtuBytes(ibv_mtu mtu) {
   switch (mtu) {
-    case IBV_MTU_256: return 256;
-    case IBV_MTU_512: return 512;
-    case IBV_MTU_1024: return 1024;
-    case IBV_MTU_2048: return 2048;
-    case IBV_MTU_4096: return 4096;
+    case IBV_MTU_256:
+      return 256;
+    case IBV_MTU_512:
+      return 512;
+    case IBV_MTU_1024:
+      return 1024;
+    case IBV_MTU_2048:
+      return 2048;
+    case IBV_MTU_4096:
+      return 4096;
   }
   return 0;
 }
 
 ibv_mtu MtuFromBytes(int bytes) {
   switch (bytes) {
-    case 256: return IBV_MTU_256;
-    case 512: return IBV_MTU_512;
-    case 1024: return IBV_MTU_1024;
-    case 2048: return IBV_MTU_2048;
-    case 4096: return IBV_MTU_4096;
-    default: return static_cast<ibv_mtu>(0);
+    case 256:
+      return IBV_MTU_256;
+    case 512:
+      return IBV_MTU_512;
+    case 1024:
+      return IBV_MTU_1024;
+    case 2048:
+      return IBV_MTU_2048;
+    case 4096:
+      return IBV_MTU_4096;
+    default:
+      return static_cast<ibv_mtu>(0);
   }
 }
 
@@ -188,8 +225,7 @@ absl::StatusOr<std::vector<PortInfo>> ListPorts() {
     }
     ibv_device_attr attr{};
     if (int rc = ibv_query_device(ctx.get(), &attr); rc != 0) {
-      TR_LOG(WARNING, kLog) << StatusFromIbv(rc, absl::StrCat("ibv_query_device ", name))
-                                   .message();
+      TR_LOG(WARNING, kLog) << StatusFromIbv(rc, absl::StrCat("ibv_query_device ", name)).message();
       continue;
     }
     for (int port = 1; port <= attr.phys_port_cnt; ++port) {
@@ -198,8 +234,8 @@ absl::StatusOr<std::vector<PortInfo>> ListPorts() {
       PortInfo p;
       p.device = name;
       p.port = port;
-      p.link = pa.link_layer == IBV_LINK_LAYER_ETHERNET ? LinkLayer::kEthernet
-                                                         : LinkLayer::kInfiniBand;
+      p.link =
+          pa.link_layer == IBV_LINK_LAYER_ETHERNET ? LinkLayer::kEthernet : LinkLayer::kInfiniBand;
       p.active = pa.state == IBV_PORT_ACTIVE;
       p.state = ibv_port_state_str(pa.state);
       p.active_mtu = MtuBytes(pa.active_mtu);
@@ -229,8 +265,8 @@ absl::StatusOr<PortInfo> SelectPort(const std::vector<PortInfo>& ports,
   }
   if (!options.device.empty()) {
     return absl::NotFoundError(absl::StrCat("verbs: no port ", options.port, " on device '",
-                                            options.device, "' (have: ",
-                                            absl::StrJoin(seen, ", "), ")"));
+                                            options.device, "' (have: ", absl::StrJoin(seen, ", "),
+                                            ")"));
   }
   return absl::UnavailableError(absl::StrCat("verbs: no active RDMA port ", options.port,
                                              " (have: ", absl::StrJoin(seen, ", "), ")"));
@@ -249,8 +285,8 @@ std::vector<GidEntry> QueryGids(ibv_context* ctx, int port, int table_len, LinkL
     GidEntry e;
     e.index = i;
     ibv_gid_entry ge{};
-    const int rc = ibv_query_gid_ex(ctx, static_cast<uint32_t>(port), static_cast<uint32_t>(i),
-                                    &ge, 0);
+    const int rc =
+        ibv_query_gid_ex(ctx, static_cast<uint32_t>(port), static_cast<uint32_t>(i), &ge, 0);
     if (rc == 0) {
       std::memcpy(e.gid.data(), ge.gid.raw, 16);
       e.type = ge.gid_type == IBV_GID_TYPE_ROCE_V2   ? GidType::kRoceV2
@@ -314,8 +350,7 @@ absl::StatusOr<std::unique_ptr<Device>> OpenDevice(const VerbsOptions& options) 
 
   const std::vector<GidEntry> gids =
       QueryGids(d->context.get(), port.port, pa.gid_tbl_len, port.link);
-  TR_ASSIGN_OR_RETURN(d->gid_index,
-                      SelectGidIndex(gids, port.link, options.gid_index, d->where()));
+  TR_ASSIGN_OR_RETURN(d->gid_index, SelectGidIndex(gids, port.link, options.gid_index, d->where()));
   for (const GidEntry& e : gids) {
     if (e.index == d->gid_index) d->gid = e.gid;
   }

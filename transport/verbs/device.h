@@ -79,7 +79,7 @@ struct PortInfo {
   int port = 1;
   LinkLayer link = LinkLayer::kInfiniBand;
   bool active = false;
-  std::string state;  // "ACTIVE", "DOWN", ...
+  std::string state;   // "ACTIVE", "DOWN", ...
   int active_mtu = 0;  // bytes
   double gbps = 0;
   uint16_t lid = 0;

@@ -18,9 +18,9 @@ namespace {
 constexpr char kLog[] = "verbs";
 
 absl::Status RangeError(absl::string_view which, size_t offset, size_t length, size_t size) {
-  return absl::InvalidArgumentError(absl::StrCat("verbs: put ", which, " range [", offset,
-                                                 ", ", offset, "+", length,
-                                                 ") exceeds the region's ", size, " bytes"));
+  return absl::InvalidArgumentError(absl::StrCat("verbs: put ", which, " range [", offset, ", ",
+                                                 offset, "+", length, ") exceeds the region's ",
+                                                 size, " bytes"));
 }
 
 bool SameKey(const RemoteKeyInfo& a, const RemoteKeyInfo& b) {
@@ -38,9 +38,9 @@ absl::StatusOr<std::unique_ptr<VerbsEndpoint>> VerbsEndpoint::Create(const Endpo
 
   const int want_cqe = o.cq_depth > 0 ? o.cq_depth : o.qp_depth + o.recv_depth + 64;
   if (want_cqe > dev.attr.max_cqe) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "verbs: ", dev.where(), " supports CQs of ", dev.attr.max_cqe, " entries, need ",
-        want_cqe, " (lower qp_depth/recv_depth)"));
+    return absl::InvalidArgumentError(absl::StrCat("verbs: ", dev.where(), " supports CQs of ",
+                                                   dev.attr.max_cqe, " entries, need ", want_cqe,
+                                                   " (lower qp_depth/recv_depth)"));
   }
   ep->cq_.reset(ibv_create_cq(dev.context.get(), want_cqe, nullptr, nullptr, 0));
   if (ep->cq_ == nullptr) {
@@ -61,14 +61,15 @@ absl::StatusOr<std::unique_ptr<VerbsEndpoint>> VerbsEndpoint::Create(const Endpo
   TR_ASSIGN_OR_RETURN(ep->send_buf_,
                       MappedBuffer::Create(kSendHeader + size_t{send_slots} * kRecvSlotSize));
   TR_ASSIGN_OR_RETURN(ep->credit_buf_, MappedBuffer::Create(64));
-  ep->recv_mr_.reset(ibv_reg_mr(dev.pd.get(), ep->recv_buf_.data(), ep->recv_buf_.size(),
-                                IBV_ACCESS_LOCAL_WRITE));
-  ep->send_mr_.reset(ibv_reg_mr(dev.pd.get(), ep->send_buf_.data(), ep->send_buf_.size(),
-                                IBV_ACCESS_LOCAL_WRITE));
+  ep->recv_mr_.reset(
+      ibv_reg_mr(dev.pd.get(), ep->recv_buf_.data(), ep->recv_buf_.size(), IBV_ACCESS_LOCAL_WRITE));
+  ep->send_mr_.reset(
+      ibv_reg_mr(dev.pd.get(), ep->send_buf_.data(), ep->send_buf_.size(), IBV_ACCESS_LOCAL_WRITE));
   ep->credit_mr_.reset(ibv_reg_mr(dev.pd.get(), ep->credit_buf_.data(), ep->credit_buf_.size(),
                                   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
   if (ep->recv_mr_ == nullptr || ep->send_mr_ == nullptr || ep->credit_mr_ == nullptr) {
-    return StatusFromIbv(-1, absl::StrCat("verbs: ibv_reg_mr of endpoint buffers on ", dev.where()));
+    return StatusFromIbv(-1,
+                         absl::StrCat("verbs: ibv_reg_mr of endpoint buffers on ", dev.where()));
   }
   for (uint32_t i = 0; i < send_slots; ++i) ep->free_send_slots_.push_back(send_slots - 1 - i);
 
@@ -154,8 +155,8 @@ absl::Status VerbsEndpoint::Progress() {
 }
 
 std::string VerbsEndpoint::Describe() const {
-  return absl::StrCat(pending_.size(), " queued, ", sq_posted_ - sq_completed_,
-                      " WRs in flight, ", Credits(), " credits");
+  return absl::StrCat(pending_.size(), " queued, ", sq_posted_ - sq_completed_, " WRs in flight, ",
+                      Credits(), " credits");
 }
 
 absl::StatusOr<std::unique_ptr<RemoteRegion>> VerbsEndpoint::UnpackRemoteKey(
@@ -163,9 +164,9 @@ absl::StatusOr<std::unique_ptr<RemoteRegion>> VerbsEndpoint::UnpackRemoteKey(
   TR_RETURN_IF_ERROR(status_);
   TR_ASSIGN_OR_RETURN(RemoteKeyInfo k, verbs::UnpackRemoteKey(key));
   if (k.context_id != peer_.context_id) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "verbs: remote key was made by context ", k.context_id, ", not by peer '", peer_.name,
-        "' (", peer_.context_id, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("verbs: remote key was made by context ",
+                                                   k.context_id, ", not by peer '", peer_.name,
+                                                   "' (", peer_.context_id, ")"));
   }
   auto cached = validated_.find(k.region_id);
   if (cached != validated_.end() && SameKey(cached->second, k)) {
@@ -198,8 +199,8 @@ absl::StatusOr<std::unique_ptr<RemoteRegion>> VerbsEndpoint::UnpackRemoteKey(
 }
 
 absl::StatusOr<Ticket> VerbsEndpoint::Put(const MemoryRegion& src, size_t src_offset,
-                                          const RemoteRegion& dst, size_t dst_offset,
-                                          size_t length, uint32_t imm) {
+                                          const RemoteRegion& dst, size_t dst_offset, size_t length,
+                                          uint32_t imm) {
   TR_RETURN_IF_ERROR(status_);
   const auto* s = dynamic_cast<const VerbsMemoryRegion*>(&src);
   if (s == nullptr || s->context_id() != env_.context_id) {
@@ -208,8 +209,8 @@ absl::StatusOr<Ticket> VerbsEndpoint::Put(const MemoryRegion& src, size_t src_of
   }
   const auto* d = dynamic_cast<const VerbsRemoteRegion*>(&dst);
   if (d == nullptr || d->key().context_id != peer_.context_id) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "verbs: put target was not unpacked from a key of peer '", peer_.name, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("verbs: put target was not unpacked from a key of peer '", peer_.name, "'"));
   }
   if (src_offset > src.size() || length > src.size() - src_offset) {
     return RangeError("source", src_offset, length, src.size());
@@ -235,9 +236,8 @@ absl::StatusOr<Ticket> VerbsEndpoint::Put(const MemoryRegion& src, size_t src_of
 
 absl::StatusOr<bool> VerbsEndpoint::IsComplete(Ticket ticket) {
   if (ticket == 0 || ticket >= next_ticket_) {
-    return absl::InvalidArgumentError(absl::StrCat("verbs: ticket ", ticket,
-                                                   " was not issued (last is ", next_ticket_ - 1,
-                                                   ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("verbs: ticket ", ticket, " was not issued (last is ", next_ticket_ - 1, ")"));
   }
   TR_RETURN_IF_ERROR(Progress());
   if (ticket <= completed_ticket_) return true;
@@ -251,9 +251,9 @@ absl::Status VerbsEndpoint::WaitComplete(Ticket ticket, absl::Time deadline) {
     TR_ASSIGN_OR_RETURN(const bool done, IsComplete(ticket));
     if (done) return absl::OkStatus();
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("verbs: put ticket ", ticket, " to peer '",
-                                                      peer_.name, "' not complete by the deadline (",
-                                                      Describe(), ")"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("verbs: put ticket ", ticket, " to peer '", peer_.name,
+                       "' not complete by the deadline (", Describe(), ")"));
     }
     backoff.Pause();
   }
@@ -266,9 +266,8 @@ absl::Status VerbsEndpoint::Flush(absl::Time deadline) {
     if (pending_.empty() && sq_completed_ == sq_posted_) return absl::OkStatus();
     RequestSignal();
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("verbs: flush to peer '", peer_.name,
-                                                      "' not done by the deadline (", Describe(),
-                                                      ")"));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "verbs: flush to peer '", peer_.name, "' not done by the deadline (", Describe(), ")"));
     }
     backoff.Pause();
   }
@@ -303,9 +302,8 @@ absl::StatusOr<Notification> VerbsEndpoint::WaitNotification(absl::Time deadline
 absl::Status VerbsEndpoint::SendMessage(absl::string_view message) {
   TR_RETURN_IF_ERROR(status_);
   if (message.size() > kMaxMessageSize) {
-    return absl::InvalidArgumentError(absl::StrCat("verbs: message of ", message.size(),
-                                                   " bytes exceeds the limit of ",
-                                                   kMaxMessageSize));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "verbs: message of ", message.size(), " bytes exceeds the limit of ", kMaxMessageSize));
   }
   EnqueueSend(EncodeUserMessage(message));
   return Progress();

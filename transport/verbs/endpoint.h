@@ -68,7 +68,9 @@ class VerbsEndpoint;
 class EndpointSet {
  public:
   void Add(VerbsEndpoint* e) { list_.push_back(e); }
-  void Remove(VerbsEndpoint* e) { list_.erase(std::remove(list_.begin(), list_.end(), e), list_.end()); }
+  void Remove(VerbsEndpoint* e) {
+    list_.erase(std::remove(list_.begin(), list_.end(), e), list_.end());
+  }
   const std::vector<VerbsEndpoint*>& list() const { return list_; }
 
  private:

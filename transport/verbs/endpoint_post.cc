@@ -249,7 +249,8 @@ absl::Status VerbsEndpoint::SendError(const ibv_wc& wc) const {
                         ")");
   };
   for (const InflightPut& p : inflight_) {
-    if (seq >= p.first_seq && seq <= p.last_seq) describe(p.ticket, p.region_id, p.dst_offset, p.length);
+    if (seq >= p.first_seq && seq <= p.last_seq)
+      describe(p.ticket, p.region_id, p.dst_offset, p.length);
   }
   if (!pending_.empty() && pending_.front().is_put && pending_.front().first_seq != 0 &&
       seq >= pending_.front().first_seq) {

@@ -61,21 +61,20 @@ absl::Status RegionTable::Validate(const RemoteKeyInfo& key) const {
         absl::StrCat("region ", key.region_id, ": cookie does not match (stale or forged key)"));
   }
   if (live.addr != key.addr || live.size != key.size || live.rkey != key.rkey) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "region ", key.region_id, ": key names 0x", absl::Hex(key.addr), "+", key.size,
-        " rkey 0x", absl::Hex(key.rkey), ", the region is 0x", absl::Hex(live.addr), "+",
-        live.size, " rkey 0x", absl::Hex(live.rkey)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("region ", key.region_id, ": key names 0x", absl::Hex(key.addr), "+", key.size,
+                     " rkey 0x", absl::Hex(key.rkey), ", the region is 0x", absl::Hex(live.addr),
+                     "+", live.size, " rkey 0x", absl::Hex(live.rkey)));
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<VerbsMemoryRegion>> VerbsMemoryRegion::Register(
-    Device& device, RegionTable* table, uint64_t context_id, uint64_t region_id,
-    uint64_t cookie, void* data, size_t size, MemoryKind kind, MappedBuffer owned) {
+    Device& device, RegionTable* table, uint64_t context_id, uint64_t region_id, uint64_t cookie,
+    void* data, size_t size, MemoryKind kind, MappedBuffer owned) {
   if (data == nullptr || size == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("verbs: cannot register ", size, " bytes at 0x",
-                     absl::Hex(reinterpret_cast<uintptr_t>(data))));
+    return absl::InvalidArgumentError(absl::StrCat("verbs: cannot register ", size, " bytes at 0x",
+                                                   absl::Hex(reinterpret_cast<uintptr_t>(data))));
   }
   if (kind == MemoryKind::kCuda && !GpuDirectAvailable()) {
     return absl::UnimplementedError(
@@ -93,16 +92,13 @@ absl::StatusOr<std::unique_ptr<VerbsMemoryRegion>> VerbsMemoryRegion::Register(
     r->mr_.reset(ibv_reg_mr(device.pd.get(), data, size, 0));
   }
   if (r->mr_ == nullptr) {
-    return StatusFromIbv(-1, absl::StrCat("verbs: ibv_reg_mr of ", size, " bytes at 0x",
-                                          absl::Hex(reinterpret_cast<uintptr_t>(data)), " on ",
-                                          device.where()));
+    return StatusFromIbv(
+        -1, absl::StrCat("verbs: ibv_reg_mr of ", size, " bytes at 0x",
+                         absl::Hex(reinterpret_cast<uintptr_t>(data)), " on ", device.where()));
   }
-  r->key_ = RemoteKeyInfo{context_id,
-                          region_id,
-                          cookie,
-                          reinterpret_cast<uint64_t>(data),
-                          static_cast<uint64_t>(size),
-                          r->mr_->rkey};
+  r->key_ = RemoteKeyInfo{
+      context_id,  region_id, cookie, reinterpret_cast<uint64_t>(data), static_cast<uint64_t>(size),
+      r->mr_->rkey};
   if (r->remote_writable_) {
     r->table_ = table;
     table->Add(r->key_);

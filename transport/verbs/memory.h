@@ -69,8 +69,8 @@ class VerbsMemoryRegion : public MemoryRegion {
   // RDMA (nvidia_peermem), else Unimplemented. `owned` (may be empty) is
   // memory the region keeps alive. `table` must outlive the region.
   static absl::StatusOr<std::unique_ptr<VerbsMemoryRegion>> Register(
-      Device& device, RegionTable* table, uint64_t context_id, uint64_t region_id,
-      uint64_t cookie, void* data, size_t size, MemoryKind kind, MappedBuffer owned);
+      Device& device, RegionTable* table, uint64_t context_id, uint64_t region_id, uint64_t cookie,
+      void* data, size_t size, MemoryKind kind, MappedBuffer owned);
   ~VerbsMemoryRegion() override;
 
   absl::StatusOr<std::string> PackRemoteKey() const override;
@@ -85,7 +85,7 @@ class VerbsMemoryRegion : public MemoryRegion {
   RegionTable* table_ = nullptr;
   RemoteKeyInfo key_;
   bool remote_writable_ = false;
-  MappedBuffer owned_;   // freed after the MR below is deregistered
+  MappedBuffer owned_;  // freed after the MR below is deregistered
   IbvPtr<ibv_mr> mr_;
 };
 

@@ -15,8 +15,7 @@ namespace verbs {
 namespace {
 
 absl::Status Bad(absl::string_view key, absl::string_view value, absl::string_view want) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("verbs option ", key, "='", value, "': ", want));
+  return absl::InvalidArgumentError(absl::StrCat("verbs option ", key, "='", value, "': ", want));
 }
 
 // Parses an integer in [lo, hi].
@@ -120,8 +119,8 @@ const std::vector<Key>& Keys() {
              &VerbsOptions::inline_threshold, 0, 1024),
       IntKey("traffic_class", "RoCE GRH traffic class (DSCP << 2), default 0",
              &VerbsOptions::traffic_class, 0, 255),
-      IntKey("service_level", "InfiniBand service level (default 0)",
-             &VerbsOptions::service_level, 0, 15),
+      IntKey("service_level", "InfiniBand service level (default 0)", &VerbsOptions::service_level,
+             0, 15),
       {"listen",
        "host:port of the TCP wireup listener peers dial (default 127.0.0.1:0; on clusters the "
        "IP of an interface peers reach)",
@@ -142,9 +141,8 @@ absl::StatusOr<VerbsOptions> ParseVerbsOptions(const std::map<std::string, std::
     if (found == nullptr) {
       std::vector<std::string> names;
       for (const Key& k : Keys()) names.push_back(k.name);
-      return absl::InvalidArgumentError(absl::StrCat("verbs: unknown option '", key,
-                                                     "' (known: ", absl::StrJoin(names, ", "),
-                                                     ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "verbs: unknown option '", key, "' (known: ", absl::StrJoin(names, ", "), ")"));
     }
     TR_RETURN_IF_ERROR(found->parse(value, &o));
   }

@@ -80,13 +80,26 @@ TEST(VerbsOptionsTest, UnknownKeyIsNamed) {
 
 TEST(VerbsOptionsTest, BadValuesNameKeyAndValue) {
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"port", "0"},          {"port", "x"},           {"gid_index", "-2"},
-      {"mtu", "1500"},        {"mtu", ""},             {"qp_depth", "8"},
-      {"recv_depth", "1e9"},  {"timeout", "32"},       {"retry_cnt", "8"},
-      {"rnr_retry", "-1"},    {"inline_threshold", "4096"}, {"traffic_class", "256"},
-      {"service_level", "16"}, {"cq_depth", "16"},     {"device", ""},
-      {"listen", "nocolon"},  {"listen", "host:1"},    {"listen", "1.2.3.4:70000"},
-      {"listen", ":5"},       {"listen", "0.0.0.0:5"},
+      {"port", "0"},
+      {"port", "x"},
+      {"gid_index", "-2"},
+      {"mtu", "1500"},
+      {"mtu", ""},
+      {"qp_depth", "8"},
+      {"recv_depth", "1e9"},
+      {"timeout", "32"},
+      {"retry_cnt", "8"},
+      {"rnr_retry", "-1"},
+      {"inline_threshold", "4096"},
+      {"traffic_class", "256"},
+      {"service_level", "16"},
+      {"cq_depth", "16"},
+      {"device", ""},
+      {"listen", "nocolon"},
+      {"listen", "host:1"},
+      {"listen", "1.2.3.4:70000"},
+      {"listen", ":5"},
+      {"listen", "0.0.0.0:5"},
   };
   for (const auto& [key, value] : bad) {
     absl::Status s = ParseOne(key, value);

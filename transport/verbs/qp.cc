@@ -31,9 +31,9 @@ absl::StatusOr<IbvPtr<ibv_qp>> CreateRcQp(const Device& device, ibv_cq* cq,
     qp.reset(ibv_create_qp(device.pd.get(), &init));
   }
   if (qp == nullptr) {
-    return StatusFromIbv(-1, absl::StrCat("verbs: ibv_create_qp (RC, send ", init.cap.max_send_wr,
-                                          ", recv ", init.cap.max_recv_wr, ") on ",
-                                          device.where()));
+    return StatusFromIbv(
+        -1, absl::StrCat("verbs: ibv_create_qp (RC, send ", init.cap.max_send_wr, ", recv ",
+                         init.cap.max_recv_wr, ") on ", device.where()));
   }
   caps->max_send_wr = init.cap.max_send_wr;
   caps->max_recv_wr = init.cap.max_recv_wr;
@@ -100,12 +100,12 @@ absl::Status QpToInit(ibv_qp* qp, int port) {
 
 absl::Status QpToRtr(ibv_qp* qp, const Device& device, const QpInfo& remote, int path_mtu,
                      const VerbsOptions& options) {
-  QpAttr a = MakeRtrAttr(device.port.link, device.port.port, device.gid_index, remote, path_mtu,
-                         options);
-  return StatusFromIbv(ibv_modify_qp(qp, &a.attr, a.mask),
-                       absl::StrCat("verbs: QP ", qp->qp_num, " INIT->RTR (remote QPN ",
-                                    remote.qpn, ", LID ", remote.lid, ", GID ",
-                                    GidToString(remote.gid), ", MTU ", path_mtu, ")"));
+  QpAttr a =
+      MakeRtrAttr(device.port.link, device.port.port, device.gid_index, remote, path_mtu, options);
+  return StatusFromIbv(
+      ibv_modify_qp(qp, &a.attr, a.mask),
+      absl::StrCat("verbs: QP ", qp->qp_num, " INIT->RTR (remote QPN ", remote.qpn, ", LID ",
+                   remote.lid, ", GID ", GidToString(remote.gid), ", MTU ", path_mtu, ")"));
 }
 
 absl::Status QpToRts(ibv_qp* qp, uint32_t local_psn, const VerbsOptions& options) {

@@ -37,9 +37,7 @@ absl::Status Invalid(absl::string_view what, absl::string_view problem) {
 
 }  // namespace
 
-const char* LinkLayerName(LinkLayer l) {
-  return l == LinkLayer::kEthernet ? "RoCE" : "IB";
-}
+const char* LinkLayerName(LinkLayer l) { return l == LinkLayer::kEthernet ? "RoCE" : "IB"; }
 
 std::string PackAddress(const AddressInfo& a) {
   ByteWriter w;
@@ -142,8 +140,7 @@ std::string PackRemoteKey(const RemoteKeyInfo& k) {
 
 absl::StatusOr<RemoteKeyInfo> UnpackRemoteKey(absl::string_view blob) {
   constexpr absl::string_view kWhat = "verbs remote key";
-  TR_ASSIGN_OR_RETURN(absl::string_view payload,
-                      UnsealBlob(blob, kKeyMagic, kWireVersion, kWhat));
+  TR_ASSIGN_OR_RETURN(absl::string_view payload, UnsealBlob(blob, kKeyMagic, kWireVersion, kWhat));
   ByteReader r(payload, kWhat);
   RemoteKeyInfo k;
   TR_ASSIGN_OR_RETURN(k.context_id, r.Get<uint64_t>());

@@ -47,22 +47,22 @@ const char* LinkLayerName(LinkLayer l);  // "IB" / "RoCE"
 // uses (checked for compatibility before a QP is created).
 struct AddressInfo {
   uint64_t context_id = 0;
-  std::string name;          // TransportOptions::name
-  uint32_t ipv4 = 0;         // wireup listener, network byte order
-  uint16_t tcp_port = 0;     // host byte order
-  std::string device;        // "mlx5_0"
+  std::string name;       // TransportOptions::name
+  uint32_t ipv4 = 0;      // wireup listener, network byte order
+  uint16_t tcp_port = 0;  // host byte order
+  std::string device;     // "mlx5_0"
   uint8_t ib_port = 0;
   LinkLayer link_layer = LinkLayer::kInfiniBand;
   uint16_t lid = 0;
   Gid gid{};
-  uint16_t mtu = 0;          // bytes
+  uint16_t mtu = 0;  // bytes
 };
 std::string PackAddress(const AddressInfo& a);
 absl::StatusOr<AddressInfo> UnpackAddress(absl::string_view blob);
 
 // One side of an RC QP pair, exchanged over the wireup connection.
 struct QpInfo {
-  uint64_t context_id = 0;   // the sender's context
+  uint64_t context_id = 0;  // the sender's context
   uint16_t lid = 0;
   Gid gid{};
   uint32_t qpn = 0;          // 24 bits

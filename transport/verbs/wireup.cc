@@ -116,8 +116,8 @@ absl::StatusOr<std::optional<std::string>> WireupConn::TryRecvFrame(size_t max_f
       uint32_t len;
       std::memcpy(&len, in_.data(), sizeof(len));
       if (len > max_frame) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "verbs wireup: peer announced a frame of ", len, " bytes (limit ", max_frame, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("verbs wireup: peer announced a frame of ",
+                                                       len, " bytes (limit ", max_frame, ")"));
       }
       if (in_.size() >= sizeof(len) + len) {
         std::string frame = in_.substr(sizeof(len), len);
@@ -151,7 +151,8 @@ absl::Status WireupConn::CheckAlive() {
   const ssize_t n = ::recv(fd_.get(), &c, 1, MSG_DONTWAIT | MSG_PEEK);
   if (n == 0) return absl::UnavailableError("wireup connection closed (peer process exited)");
   if (n > 0) {
-    return absl::InvalidArgumentError("unexpected data on the wireup connection after the handshake");
+    return absl::InvalidArgumentError(
+        "unexpected data on the wireup connection after the handshake");
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return absl::OkStatus();
   return StatusFromErrno(errno, "wireup connection");
