@@ -407,7 +407,9 @@ absl::Status Job::Leave(const v1::LeaveRequest& request, Effects* fx) {
   }
   SetMemberStateLocked(node, v1::NodeMembership::LEFT, fx);
   TR_LOG(INFO, "coordinator") << "job " << id_ << ": " << DescribeNodeLocked(node) << " left"
-                              << (request.clean() ? " cleanly" : ": ") << request.reason();
+                              << (request.clean() ? " cleanly" : " uncleanly")
+                              << (request.reason().empty() ? "" : " (") << request.reason()
+                              << (request.reason().empty() ? "" : ")");
   if (!request.clean()) {
     v1::FailureInfo failure;
     failure.set_node_id(node);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job: builds tokenrail and runs its benchmarks on this machine, each
+# with its baseline measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bazel build //tools:tokenrail-bench //tools/launch:tokenrail-launch //runtime/daemon:tokenraild
+bin=$(bazel info bazel-bin 2>/dev/null)
+bench=$bin/tools/tokenrail-bench
+
+echo "== transport backends on this host"
+"$bench" info
+echo
+echo "== shm: put latency and bandwidth between two processes, vs memcpy (same run)"
+"$bench" transport --backend=shm --sizes=8,4K,64K,1M,16M --tests=lat,bw --baseline=memcpy
+echo
+echo "== ucx (TCP only): put latency and bandwidth between two processes"
+"$bench" transport --backend=ucx --params=tls=tcp --sizes=8,64K,1M --tests=lat,bw --iters=200
+echo
+echo "== proxy puts through two daemons vs a direct transport put (launched 2-node cluster)"
+"$bench" proxy --sizes=8,64K,1M --iters=200
