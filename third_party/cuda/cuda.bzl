@@ -14,7 +14,9 @@ NVCC_ARCH_FLAGS = [
     "-gencode=arch=compute_90,code=[sm_90,compute_90]",
 ]
 
-def cuda_library(name, srcs, hdrs = [], deps = [], fallback_srcs = [], copts = [], **kwargs):
+def cuda_library(name, srcs, hdrs = [], deps = [], fallback_srcs = [], extra_hdrs = [], copts = [], **kwargs):
+    """extra_hdrs: headers of other packages the .cu files include (nvcc runs in
+    a genrule, which sees only the files it is given)."""
     if not HAS_CUDA:
         native.cc_library(name = name, srcs = fallback_srcs, hdrs = hdrs, deps = deps, **kwargs)
         return
@@ -23,7 +25,7 @@ def cuda_library(name, srcs, hdrs = [], deps = [], fallback_srcs = [], copts = [
         obj = "_{}_{}.pic.o".format(name, src.replace("/", "_").replace(".cu", ""))
         native.genrule(
             name = obj.replace(".", "_") + "_nvcc",
-            srcs = [src] + hdrs + native.glob(["**/*.h", "**/*.cuh"]),
+            srcs = [src] + extra_hdrs + native.glob(["**/*.h", "**/*.cuh"]),
             outs = [obj],
             cmd = " ".join([
                 NVCC,
