@@ -45,8 +45,8 @@ __global__ void QuantizeKernel(const float* __restrict__ x, int64_t hidden, int6
   }
   const float inv = 1.0f / scale;
   if (in) {
-    q[row * hidden + col] = static_cast<uint8_t>(
-        __nv_cvt_float_to_fp8(__fmul_rn(v, inv), __NV_SATFINITE, __NV_E4M3));
+    q[row * hidden + col] =
+        static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fmul_rn(v, inv), __NV_SATFINITE, __NV_E4M3));
   }
   if (threadIdx.x == 0) scales[row * tiles + blockIdx.x] = scale;
 }
