@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -167,6 +168,31 @@ TEST(ArenaTest, ForkedRankAndDaemonExchangeThroughRings) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), kChildOk);
+}
+
+// The expert-parallel counters a rank publishes for the daemon's stats.
+TEST(ArenaTest, EpStatsRoundTripAndReset) {
+  absl::StatusOr<std::unique_ptr<Arena>> a = Arena::Create(1 << 22, 2, 0);
+  ASSERT_TRUE(a.ok()) << a.status();
+  RankControl& c = (*a)->control(1);
+  const uint64_t tokens[3] = {5, 0, 9};
+  WriteEpStats(c.ep_stats, 1234, tokens, 3);
+  EpStatsSnapshot s;
+  ASSERT_TRUE(ReadEpStats(c.ep_stats, &s));
+  EXPECT_EQ(s.direct_bytes_intra_node, 1234u);
+  EXPECT_EQ(s.tokens_per_expert, (std::vector<uint64_t>{5, 0, 9}));
+  // More experts than the block holds: the first kMaxEpStatsExperts.
+  std::vector<uint64_t> many(kMaxEpStatsExperts + 10, 1);
+  WriteEpStats(c.ep_stats, 1, many.data(), static_cast<int>(many.size()));
+  ASSERT_TRUE(ReadEpStats(c.ep_stats, &s));
+  EXPECT_EQ(s.tokens_per_expert.size(), static_cast<size_t>(kMaxEpStatsExperts));
+  // A writer stuck mid-update (odd sequence) is never read as consistent.
+  c.ep_stats.seq.fetch_add(1);
+  EXPECT_FALSE(ReadEpStats(c.ep_stats, &s));
+  (*a)->ResetRank(1);  // a new rank starts from zero
+  ASSERT_TRUE(ReadEpStats(c.ep_stats, &s));
+  EXPECT_EQ(s.direct_bytes_intra_node, 0u);
+  EXPECT_TRUE(s.tokens_per_expert.empty());
 }
 
 }  // namespace

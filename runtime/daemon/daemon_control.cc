@@ -268,14 +268,29 @@ v1::NodeStats Daemon::Stats() const {
   out.set_intra_node_bytes(s.intra_node_bytes);
   out.set_inter_node_bytes(s.inter_node_bytes);
   out.set_notifications_delivered(s.notifications_delivered);
+  const int world = spec_.nodes() * spec_.ranks_per_node();
+  const size_t experts_per_rank =
+      world > 0 && spec_.experts() > 0 ? static_cast<size_t>(spec_.experts() / world) : 0;
+  uint64_t direct_total = 0;
   for (size_t r = 0; r < s.ranks.size(); ++r) {
     v1::RankStats* rs = out.add_ranks();
     rs->set_global_rank(options_.node_id * spec_.ranks_per_node() + static_cast<int>(r));
-    rs->set_bytes_sent_intra_node(s.ranks[r].bytes_intra);
+    // The rank's expert-parallel engine stores straight into local peers'
+    // memory; it publishes those bytes and its tokens per expert in the
+    // arena (reporting only: a rank can write anything there).
+    EpStatsSnapshot ep;
+    const bool have_ep = ReadEpStats(arena_->control(static_cast<int>(r)).ep_stats, &ep);
+    const uint64_t direct = have_ep ? ep.direct_bytes_intra_node : 0;
+    direct_total += direct;
+    rs->set_bytes_sent_intra_node(s.ranks[r].bytes_intra + direct);
     rs->set_bytes_sent_inter_node(s.ranks[r].bytes_inter);
     rs->set_puts(s.ranks[r].puts);
     rs->set_notifications(s.ranks[r].notifications);
+    for (size_t e = 0; have_ep && e < ep.tokens_per_expert.size() && e < experts_per_rank; ++e) {
+      rs->add_tokens_per_expert(ep.tokens_per_expert[e]);
+    }
   }
+  out.set_intra_node_bytes(s.intra_node_bytes + direct_total);
   return out;
 }
 
