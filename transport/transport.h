@@ -189,6 +189,29 @@ class Context {
 
   // Advances all endpoints without blocking.
   virtual absl::Status Progress() = 0;
+
+  // ---- Sleeping until there is work (optional) ---------------------------
+  // Lets the thread that drives a context sleep in poll(2)/epoll instead of
+  // spinning on Progress(), and be woken when work arrives (like
+  // ucp_worker_get_efd + ucp_worker_arm, or a verbs completion channel).
+  //
+  // EventFd(): a descriptor owned by the context, valid for its lifetime,
+  // that the caller only polls for POLLIN (never reads, writes or closes
+  // it). It becomes readable when the context may have new work: a peer's
+  // put, notification or message, a local completion, a connection request,
+  // a dead peer. -1 when the backend cannot signal: callers then poll.
+  //
+  // ArmEventFd(): call from the driving thread once polling everything it
+  // waits for found nothing. It progresses the context once and returns
+  // false when anything is pending (progress was made, or notifications or
+  // messages wait on an endpoint): poll again instead of sleeping. true
+  // means armed: any work that arrives from now on makes EventFd() readable,
+  // so sleeping until it is readable (then calling Progress() or a Poll*
+  // method) loses no wakeup. Readiness may be spurious (re-check, re-arm).
+  // Non-blocking. Errors are the backend's (the context is unusable).
+  // Backends without an event fd return false (never armed).
+  virtual int EventFd() { return -1; }
+  virtual absl::StatusOr<bool> ArmEventFd() { return false; }
 };
 
 }  // namespace transport

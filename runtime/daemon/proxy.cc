@@ -2,7 +2,13 @@
 // in proxy_commands.cc, the network side in proxy_network.cc.
 #include "runtime/daemon/proxy.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -17,6 +23,24 @@ constexpr int kCommandBatch = 64;
 // only ranks, which ring the doorbell, and stop requests wake the proxy).
 constexpr int64_t kFirstSleepNs = 20'000;
 constexpr int64_t kIdleSleepNs = 50'000'000;
+// Longest sleep on the transport's event fd: events wake the proxy, this only
+// bounds the damage of one a transport failed to signal.
+constexpr int64_t kEventSleepNs = 10'000'000;
+// While the network is quiet, the loop looks at it once every this many
+// rounds (each look costs syscalls; serving rank commands costs none).
+constexpr uint32_t kRoundsPerNetworkLook = 16;
+
+void WriteEventFd(int fd) {
+  const uint64_t one = 1;
+  // EAGAIN: the counter is saturated, the reader wakes anyway.
+  [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof(one));
+}
+
+void DrainEventFd(int fd) {
+  uint64_t value;
+  [[maybe_unused]] ssize_t n = ::read(fd, &value, sizeof(value));
+}
+
 }  // namespace
 
 Proxy::Proxy(const Arena& arena, Fabric* fabric, ProxyConfig config, ProxyCallbacks callbacks)
@@ -41,18 +65,33 @@ Proxy::Proxy(const Arena& arena, Fabric* fabric, ProxyConfig config, ProxyCallba
       peers_.push_back(std::move(p));
     }
   }
+  engage_.seq.store(0, std::memory_order_relaxed);
+  engage_.sleepers.store(0, std::memory_order_relaxed);
+  if (!peers_.empty() && fabric_->context().EventFd() >= 0) {
+    wake_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (wake_fd_.valid()) {
+      net_fd_ = fabric_->context().EventFd();
+    } else {
+      TR_LOG(WARNING, kLog) << "eventfd: " << std::strerror(errno)
+                            << "; polling the network instead of sleeping on it";
+    }
+  }
 }
 
 Proxy::~Proxy() { Stop(); }
 
 void Proxy::Start() {
+  if (net_fd_ >= 0) bridge_ = std::thread([this] { Bridge(); });
   thread_ = std::thread([this] { Run(); });
 }
 
 void Proxy::Stop() {
   stop_.store(true, std::memory_order_release);
   RingDoorbellAll(arena_.header().proxy_bell);
+  RingDoorbellAll(engage_);
+  if (wake_fd_.valid()) WriteEventFd(wake_fd_.get());
   if (thread_.joinable()) thread_.join();
+  if (bridge_.joinable()) bridge_.join();
 }
 
 void Proxy::ActivateRank(int r) {
@@ -191,48 +230,144 @@ void Proxy::BreakRank(int r, absl::Status status) {
 
 void Proxy::Run() {
   const int64_t spin_ns = absl::ToInt64Nanoseconds(config_.spin);
-  const int64_t max_poll_ns =
-      std::max<int64_t>(kFirstSleepNs, absl::ToInt64Nanoseconds(config_.max_poll_sleep));
   int64_t last_work = MonotonicNanos();
-  int64_t sleep_ns = kFirstSleepNs;
-  uint32_t idle_spins = 0;
+  int64_t poll_sleep_ns = kFirstSleepNs;
   while (!stop_.load(std::memory_order_acquire)) {
     if (ops_waiting_.load(std::memory_order_acquire)) ApplyOps();
     size_t work = 0;
     for (int r = 0; r < config_.ranks_per_node; ++r) work += ServeRank(r);
-    if (!peers_.empty()) work += ServeNetwork();
+    int64_t now = MonotonicNanos();
+    if (!peers_.empty() &&
+        (now < network_busy_until_ || ++rounds_since_look_ >= kRoundsPerNetworkLook)) {
+      rounds_since_look_ = 0;
+      const size_t net = ServeNetwork();
+      work += net;
+      if (net > 0 || in_flight_total_ > 0) network_busy_until_ = now + spin_ns;
+    }
     work += FlushOverflow();
     RingBells();
-    const int64_t now = MonotonicNanos();
     if (work > 0) {
       last_work = now;
-      sleep_ns = kFirstSleepNs;
+      idle_rounds_ = 0;
+      poll_sleep_ns = kFirstSleepNs;
       continue;
     }
+    ++idle_rounds_;
     if (now - last_work < spin_ns) {
       // Spin, yielding now and then (see kPollsPerYield): the rank we wait
       // for may be queued behind us on this core.
-      if ((++idle_spins % kPollsPerYield) == 0) {
+      if ((idle_rounds_ % kPollsPerYield) == 0) {
         SpinYield();
       } else {
         CpuRelax();
       }
       continue;
     }
-    // Idle: sleep until a rank rings, an op arrives or (with peers) the
-    // network needs polling. Backs off while nothing happens.
-    // Ranks do not ring when they consume notifications: poll while some
-    // wait for ring space.
-    const bool network = !peers_.empty() || overflow_pending_;
-    const int64_t slice = network ? sleep_ns : kIdleSleepNs;
+    if (!Sleep(&poll_sleep_ns)) {
+      // The transport made progress (bytes moving): keep spinning on it.
+      now = MonotonicNanos();
+      last_work = now;
+      network_busy_until_ = now + spin_ns;
+    }
+    idle_rounds_ = 0;
+    rounds_since_look_ = kRoundsPerNetworkLook;  // look at the network at once
+  }
+}
+
+bool Proxy::Sleep(int64_t* poll_sleep_ns) {
+  // Ranks do not ring when they consume notifications: poll while some
+  // wait for ring space.
+  const bool overflow = overflow_pending_;
+  if (net_fd_ >= 0) {
+    absl::StatusOr<bool> armed = fabric_->context().ArmEventFd();
+    if (!armed.ok()) {
+      TR_LOG_ONCE(WARNING, kLog) << "transport ArmEventFd: " << armed.status();
+    } else if (!*armed) {
+      return false;
+    }
+    BlockOnNetwork(overflow || !armed.ok() ? *poll_sleep_ns : kEventSleepNs);
+    if (overflow || !armed.ok()) {
+      *poll_sleep_ns = std::min(
+          *poll_sleep_ns * 2,
+          std::max<int64_t>(kFirstSleepNs, absl::ToInt64Nanoseconds(config_.max_poll_sleep)));
+    }
+    return true;
+  }
+  // Without an event fd, the network (if any) is polled.
+  const bool poll = !peers_.empty() || overflow;
+  SleepOnDoorbell(
+      arena_.header().proxy_bell,
+      [&] {
+        return stop_.load(std::memory_order_acquire) ||
+               ops_waiting_.load(std::memory_order_acquire) || AnyCommandWaiting();
+      },
+      poll ? *poll_sleep_ns : kIdleSleepNs);
+  if (poll) {
+    *poll_sleep_ns = std::min(
+        *poll_sleep_ns * 2,
+        std::max<int64_t>(kFirstSleepNs, absl::ToInt64Nanoseconds(config_.max_poll_sleep)));
+  }
+  return true;
+}
+
+void Proxy::BlockOnNetwork(int64_t timeout_ns) {
+  block_round_.fetch_add(1, std::memory_order_relaxed);
+  blocked_.store(1, std::memory_order_seq_cst);
+  RingDoorbell(engage_);  // the bridge watches the proxy doorbell from now on
+  // Whatever a rank posts after this check, the bridge sees (it checks after
+  // announcing itself on the doorbell) and wakes us for.
+  if (!stop_.load(std::memory_order_acquire) && !ops_waiting_.load(std::memory_order_acquire) &&
+      !AnyCommandWaiting()) {
+    pollfd fds[2] = {{net_fd_, POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
+    const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
+                      static_cast<long>(timeout_ns % 1'000'000'000)};
+    // EINTR: a spurious wake-up; the loop re-checks everything.
+    if (::ppoll(fds, 2, &ts, nullptr) > 0 && (fds[1].revents & POLLIN) != 0) {
+      DrainEventFd(wake_fd_.get());
+    }
+  }
+  blocked_.store(0, std::memory_order_release);
+}
+
+bool Proxy::CommandsWaitingShared() const {
+  for (int r = 0; r < config_.ranks_per_node; ++r) {
+    if (!active_[static_cast<size_t>(r)]->load(std::memory_order_acquire)) continue;
+    const RingIndexes& ring = arena_.control(r).commands;
+    if (ring.head.load(std::memory_order_acquire) != ring.tail.load(std::memory_order_acquire)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void Proxy::Bridge() {
+  Doorbell& bell = arena_.header().proxy_bell;
+  uint32_t kicked_round = 0;  // the block this thread already woke
+  auto stopping = [&] { return stop_.load(std::memory_order_acquire); };
+  // A block of the proxy this thread has not woken yet.
+  auto fresh_block = [&] {
+    return blocked_.load(std::memory_order_seq_cst) != 0 &&
+           block_round_.load(std::memory_order_relaxed) != kicked_round;
+  };
+  auto wanted = [&] {
+    return ops_waiting_.load(std::memory_order_acquire) || CommandsWaitingShared();
+  };
+  while (!stopping()) {
+    if (!fresh_block()) {
+      // Parked while the proxy runs (or after waking it, until it blocks
+      // again): ranks ring the doorbell without a syscall meanwhile.
+      SleepOnDoorbell(
+          engage_, [&] { return stopping() || fresh_block(); }, kIdleSleepNs);
+      continue;
+    }
+    const uint32_t round = block_round_.load(std::memory_order_relaxed);
+    // Stays asleep across the proxy's network wake-ups until a rank rings.
     SleepOnDoorbell(
-        arena_.header().proxy_bell,
-        [&] {
-          return stop_.load(std::memory_order_acquire) ||
-                 ops_waiting_.load(std::memory_order_acquire) || AnyCommandWaiting();
-        },
-        slice);
-    if (network) sleep_ns = std::min(sleep_ns * 2, max_poll_ns);
+        bell, [&] { return stopping() || !fresh_block() || wanted(); }, kIdleSleepNs);
+    if (fresh_block() && block_round_.load(std::memory_order_relaxed) == round && wanted()) {
+      WriteEventFd(wake_fd_.get());
+      kicked_round = round;
+    }
   }
 }
 

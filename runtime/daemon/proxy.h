@@ -8,9 +8,19 @@
 // the destination ranks' rings, retires completed transport tickets, and
 // retries notifications that found a full ring. While there is work, and
 // for `spin` after it, the loop spins (the latency path: a rank's command is
-// picked up without any syscall); then it sleeps on the arena's proxy
-// doorbell, which ranks ring after posting. With inter-node peers it must
-// also poll the network, so its sleeps are capped at `max_poll_sleep`.
+// picked up without any syscall). Looking at the network costs syscalls, so
+// while it is quiet (nothing in flight, no recent traffic) the spinning loop
+// looks only every few rounds.
+//
+// Sleeping. Without peers the proxy sleeps on the arena's proxy doorbell,
+// which ranks ring after posting. With peers it must also wake for the
+// network: when the transport has an event fd (transport.h) the proxy arms
+// it and sleeps in poll() on it and on a private eventfd; a bridge thread
+// turns the proxy doorbell into a write of that eventfd while the proxy
+// sleeps (a futex cannot be polled). The bridge stays parked while the proxy
+// runs, so a busy proxy costs ranks no syscalls, and it keeps watching the
+// doorbell across consecutive network wake-ups. Transports without an event
+// fd are polled: sleeps are then capped at `max_poll_sleep`.
 //
 // Inter-node puts go from this arena to the peer daemon's arena at
 // (destination rank's heap + region offset + dst_offset). The transport's
@@ -40,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/fd.h"
 #include "runtime/arena/arena.h"
 #include "runtime/arena/attach_protocol.h"
 #include "runtime/daemon/fabric.h"
@@ -150,6 +161,16 @@ class Proxy {
   };
 
   void Run();
+  // Idle: sleeps until a rank, an op or (with peers) the network has work,
+  // or a bounded time passed. `poll_sleep_ns` is the back-off of the polled
+  // modes. Returns false when it found work instead of sleeping.
+  bool Sleep(int64_t* poll_sleep_ns);
+  // Sleeps in poll() on the armed transport fd and the wake eventfd.
+  void BlockOnNetwork(int64_t timeout_ns);
+  // The bridge thread (see above).
+  void Bridge();
+  // Commands in active rings, from the shared indices: any thread.
+  bool CommandsWaitingShared() const;
   void ApplyOps();
   void Apply(const Op& op);
   // Each returns the amount of work done (0 = idle).
@@ -183,7 +204,10 @@ class Proxy {
   std::vector<Peer> peers_;        // indexed like fabric_->peers()
   std::vector<int> peer_of_node_;  // node id -> index in peers_, -1 for self
   uint64_t in_flight_total_ = 0;
-  bool overflow_pending_ = false;  // some notifications wait for ring space
+  bool overflow_pending_ = false;   // some notifications wait for ring space
+  int64_t network_busy_until_ = 0;  // poll the network every round until then
+  uint32_t idle_rounds_ = 0;
+  uint32_t rounds_since_look_ = 0;
 
   // Shared with other threads.
   std::vector<std::unique_ptr<AtomicCounters>> counters_;
@@ -193,12 +217,20 @@ class Proxy {
   std::atomic<bool> stop_{false};
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> ops_waiting_{false};
+
+  // Sleeping on the network (fabric with an event fd and peers only).
+  int net_fd_ = -1;
+  UniqueFd wake_fd_;                      // eventfd the bridge writes
+  std::atomic<uint32_t> blocked_{0};      // the proxy is (about to be) in poll()
+  std::atomic<uint32_t> block_round_{0};  // bumped on every block
+  Doorbell engage_;                       // parks the bridge while the proxy runs
+  std::thread bridge_;
   absl::Mutex mu_;
   absl::CondVar ops_done_;
   std::deque<Op> ops_ ABSL_GUARDED_BY(mu_);
   uint64_t ops_submitted_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t ops_applied_ ABSL_GUARDED_BY(mu_) = 0;
-  std::thread thread_;
+  std::thread thread_;  // started after bridge_, joined before it
 };
 
 }  // namespace runtime

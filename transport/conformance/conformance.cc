@@ -2,6 +2,8 @@
 // and a conformance_peer process on the other side (see peer_process.h).
 #include "transport/conformance/conformance.h"
 
+#include <poll.h>
+
 #include <atomic>
 #include <cstring>
 #include <limits>
@@ -393,6 +395,126 @@ TEST_P(TransportConformanceTest, PeerKilledWhileWaitingFailsSurvivor) {
   const absl::Time start = absl::Now();
   EXPECT_EQ(ep_->WaitMessage(Deadline()).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+// Context::EventFd: a receiver that sleeps in poll() on the armed fd is woken
+// by the peer's puts (never by the poll timeout) and by the peer's death.
+TEST_P(TransportConformanceTest, EventFdWakesSleepingReceiver) {
+  ASSERT_NO_FATAL_FAILURE(ConnectPeer());
+  const int fd = ctx_->EventFd();
+  if (fd < 0) {
+    TR_ASSERT_OK_AND_ASSIGN(const bool armed, ctx_->ArmEventFd());
+    EXPECT_FALSE(armed) << "armed without an event fd";
+    GTEST_SKIP() << GetParam().backend << " has no event fd: its callers poll";
+  }
+  // Far beyond what a wake-up takes: reaching it means a lost wake-up.
+  constexpr int kLostWakeupMs = 30'000;
+  // Arms until armed (a backend may report pending work a few times first).
+  auto arm = [&]() -> absl::StatusOr<bool> {
+    for (int i = 0; i < 1000; ++i) {
+      TR_ASSIGN_OR_RETURN(const bool armed, ctx_->ArmEventFd());
+      if (armed) return true;
+    }
+    return false;
+  };
+  auto sleep_on_fd = [&](int timeout_ms) {
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, timeout_ms);
+  };
+
+  // Rendezvous-sized puts on ucx (several network round trips each).
+  constexpr uint32_t kCount = 16;
+  constexpr size_t kLen = 70000, kStride = 70016;
+  TR_ASSERT_OK_AND_ASSIGN(std::unique_ptr<MemoryRegion> mine,
+                          ctx_->AllocateMemory(kCount * kStride, MemoryKind::kHost));
+  std::memset(mine->data(), 0, mine->size());
+  PeerCommand put = Cmd(PeerOp::kPutMany);
+  TR_ASSERT_OK_AND_ASSIGN(put.key, mine->PackRemoteKey());
+  put.count = kCount;
+  put.size = kLen;
+  put.stride = kStride;
+  put.seed = 4242;
+  // Armed before the peer does anything: its first put must wake us.
+  TR_ASSERT_OK_AND_ASSIGN(const bool armed_first, arm());
+  ASSERT_TRUE(armed_first) << "ArmEventFd kept reporting work on an idle context";
+  TR_ASSERT_OK(peer_->Send(put));
+  const uint8_t* base = static_cast<const uint8_t*>(mine->data());
+  uint32_t got = 0;
+  int sleeps = 0;
+  bool armed = true;
+  while (got < kCount) {
+    if (armed) {
+      ASSERT_EQ(sleep_on_fd(kLostWakeupMs), 1) << "no wake-up while waiting for put " << got;
+      ++sleeps;
+    }
+    Notification n;
+    TR_ASSERT_OK_AND_ASSIGN(const size_t k, ep_->PollNotifications(&n, 1));
+    if (k == 1) {
+      ASSERT_EQ(n.imm, got) << "notifications out of order";
+      ASSERT_EQ(n.length, kLen);
+      ASSERT_EQ(FirstPatternMismatch(base + got * kStride, kLen, 4242 + got), kLen)
+          << "data of put " << got << " not visible when its notification arrived";
+      ++got;
+      armed = false;
+      continue;
+    }
+    TR_ASSERT_OK_AND_ASSIGN(armed, ctx_->ArmEventFd());
+  }
+  EXPECT_GE(sleeps, 1);
+  TR_ASSERT_OK(peer_->Await(ctx_.get(), Deadline()).status());
+
+  // A notification delivered but not polled yet is pending work: arming
+  // must refuse rather than let the caller sleep on it.
+  put.count = 1;
+  put.size = 8;
+  put.seed = 77;
+  TR_ASSERT_OK(peer_->Call(put, ctx_.get(), Deadline()).status());
+  Notification n;
+  size_t k = 0;
+  for (int i = 0; i < 1000 && k == 0; ++i) {
+    TR_ASSERT_OK_AND_ASSIGN(const bool armed_pending, ctx_->ArmEventFd());
+    if (armed_pending) {
+      // Only possible before the notification reached the endpoint.
+      ASSERT_EQ(sleep_on_fd(kLostWakeupMs), 1) << "no wake-up for the pending put";
+    }
+    TR_ASSERT_OK_AND_ASSIGN(k, ep_->PollNotifications(&n, 1));
+    if (k == 1) {
+      EXPECT_FALSE(armed_pending) << "armed while a notification was waiting";
+    }
+  }
+  ASSERT_EQ(k, 1u);
+  EXPECT_EQ(n.imm, 0u);
+  EXPECT_EQ(n.length, 8u);
+
+  // The peer's death wakes a sleeper.
+  TR_ASSERT_OK(peer_->Call(Cmd(PeerOp::kSink), ctx_.get(), Deadline()).status());
+  TR_ASSERT_OK_AND_ASSIGN(const bool armed_idle, arm());
+  ASSERT_TRUE(armed_idle);
+  std::thread killer([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    peer_->Kill();
+  });
+  const absl::Time start = absl::Now();
+  absl::Status failure;
+  bool sleeping = true;
+  while (absl::Now() - start < kDeathBound + absl::Seconds(5)) {
+    if (sleeping) {
+      const int rc = sleep_on_fd(kLostWakeupMs);
+      if (rc != 1) break;  // reported below
+    }
+    (void)ctx_->Progress();
+    failure = ep_->status();
+    if (!failure.ok()) break;
+    absl::StatusOr<bool> rearmed = ctx_->ArmEventFd();
+    if (!rearmed.ok()) break;
+    failure = ep_->status();
+    if (!failure.ok()) break;
+    sleeping = *rearmed;
+  }
+  killer.join();
+  ASSERT_FALSE(failure.ok()) << "the peer's death did not wake the sleeper";
+  EXPECT_EQ(failure.code(), absl::StatusCode::kUnavailable) << failure;
+  EXPECT_LE(absl::Now() - start, kDeathBound + absl::Milliseconds(200));
 }
 
 TEST_P(TransportConformanceTest, ConnectToDeadPeerFailsByDeadline) {

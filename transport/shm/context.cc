@@ -1,11 +1,13 @@
 #include "transport/shm/context.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <fstream>
 #include <limits>
@@ -49,6 +51,16 @@ std::string BootId() {
 }
 
 std::string Hex64(uint64_t v) { return absl::StrCat(absl::Hex(v, absl::kZeroPad16)); }
+
+absl::Status Watch(int epoll_fd, int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return StatusFromErrno(errno, absl::StrCat("shm: epoll_ctl(ADD, fd ", fd, ")"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -97,6 +109,9 @@ absl::Status ShmContext::Init() {
   }
   socket_path_ = absl::StrCat(shm_.dir, "/", kSocketPrefix, ::getpid(), "-", Hex64(id_), ".sock");
   TR_ASSIGN_OR_RETURN(listen_fd_, ListenUnix(socket_path_));
+  epoll_fd_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_fd_.valid()) return StatusFromErrno(errno, "shm: epoll_create1");
+  TR_RETURN_IF_ERROR(Watch(epoll_fd_.get(), listen_fd_.get()));
   address_ = PackAddress(
       AddressInfo{id_, options_.name, socket_path_, static_cast<uint32_t>(::getpid()), BootId()});
   TR_VLOG(1, "shm") << "context '" << options_.name << "' " << Hex64(id_) << " listening on "
@@ -165,10 +180,33 @@ void ShmContext::ReleaseRegion(ShmMemoryRegion* region) {
 }
 
 void ShmContext::DetachEndpoint(ShmEndpoint* ep) {
+  Unwatch(ep->socket_fd());
   endpoints_.erase(std::remove(endpoints_.begin(), endpoints_.end(), ep), endpoints_.end());
 }
 
+void ShmContext::Unwatch(int fd) {
+  // ENOENT (never added, or already removed) is fine.
+  if (fd >= 0) (void)::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
 absl::Status ShmContext::Progress() { return ProgressAll(); }
+
+absl::StatusOr<bool> ShmContext::ArmEventFd() {
+  TR_RETURN_IF_ERROR(ProgressAll());
+  for (ShmEndpoint* ep : endpoints_) {
+    if (!ep->failed() && ep->HasInbound()) return false;
+  }
+  for (ShmEndpoint* ep : endpoints_) {
+    if (!ep->failed()) ep->Arm();
+  }
+  // Pairs with the producer's fence in ShmEndpoint::WakePeer: either it
+  // sees our armed word, or we see what it published before.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (ShmEndpoint* ep : endpoints_) {
+    if (!ep->failed() && ep->HasInbound()) return false;
+  }
+  return true;
+}
 
 absl::Status ShmContext::ProgressAll() {
   absl::Status s = AcceptAndReadHellos();
@@ -331,6 +369,7 @@ absl::StatusOr<std::unique_ptr<Endpoint>> ShmContext::Connect(absl::string_view 
                       Channel::Attach(hs->channel_fd.get(), absl::StrCat("channel of ", label)));
   auto ep = std::make_unique<ShmEndpoint>(this, std::move(peer), std::move(hs->sock),
                                           std::move(inbound), std::move(outbound));
+  TR_RETURN_IF_ERROR(Watch(epoll_fd_.get(), ep->socket_fd()));
   endpoints_.push_back(ep.get());
   for (auto& [id, region] : targets_) ep->AnnounceRegion(*region);
   ep->AnnounceWatermark(next_region_id_);

@@ -56,6 +56,12 @@ class ShmContext final : public Context {
   absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
                                                                MemoryKind kind) override;
   absl::Status Progress() override;
+  // An epoll set of the listening socket and every endpoint's side channel;
+  // armed receivers get a wake frame from the peer's next put or message.
+  // A connection still in its handshake does not wake it: Connect drives
+  // its own progress.
+  int EventFd() override { return epoll_fd_.get(); }
+  absl::StatusOr<bool> ArmEventFd() override;
 
   // For this context's endpoints and regions.
   uint64_t id() const { return id_; }
@@ -66,6 +72,8 @@ class ShmContext final : public Context {
   // endpoint (side channel, queued notifications and messages).
   absl::Status ProgressAll();
   void DetachEndpoint(ShmEndpoint* ep);
+  // Removes a failed endpoint's socket from the event fd.
+  void Unwatch(int fd);
   // A region is being destroyed: peers are told to stop using it.
   void ReleaseRegion(ShmMemoryRegion* region);
 
@@ -98,6 +106,7 @@ class ShmContext final : public Context {
   std::string socket_path_;
   std::string address_;
   UniqueFd listen_fd_;
+  UniqueFd epoll_fd_;                                                  // EventFd()
   std::vector<std::unique_ptr<Handshake>> accepted_;                   // waiting for their hello
   std::map<uint64_t, std::deque<std::unique_ptr<Handshake>>> hellos_;  // by peer context id
   std::vector<ShmEndpoint*> endpoints_;

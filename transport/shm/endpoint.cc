@@ -102,25 +102,43 @@ absl::StatusOr<Ticket> ShmEndpoint::Put(const MemoryRegion& src, size_t src_offs
 
 void ShmEndpoint::PushNotification(uint32_t imm, uint64_t length) {
   if (ABSL_PREDICT_TRUE(queued_notifications_.empty()) && notify_out_.TryPush(imm, length)) {
+    WakePeer();
     return;
   }
   queued_notifications_.push_back(Notification{imm, static_cast<size_t>(length)});
   DrainNotifications();
 }
 
+void ShmEndpoint::WakePeer() {
+  // Pairs with the fence in ShmContext::ArmEventFd: our ring store before
+  // this load, its armed store before its ring check.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  std::atomic<uint32_t>& armed = outbound_.armed();
+  if (ABSL_PREDICT_TRUE(armed.load(std::memory_order_relaxed) == 0)) return;
+  if (armed.exchange(0, std::memory_order_relaxed) == 0) return;  // one wake per arming
+  const absl::Status s = sock_.Send(FrameType::kWake, "");
+  if (!s.ok()) Fail(PeerError(s));
+}
+
 void ShmEndpoint::DrainNotifications() {
+  bool moved = false;
   while (!queued_notifications_.empty()) {
     const Notification& n = queued_notifications_.front();
-    if (!notify_out_.TryPush(n.imm, n.length)) return;
+    if (!notify_out_.TryPush(n.imm, n.length)) break;
     queued_notifications_.pop_front();
+    moved = true;
   }
+  if (moved) WakePeer();
 }
 
 void ShmEndpoint::DrainMessages() {
+  bool moved = false;
   while (!queued_messages_.empty()) {
-    if (!message_out_.TryPush(queued_messages_.front())) return;
+    if (!message_out_.TryPush(queued_messages_.front())) break;
     queued_messages_.pop_front();
+    moved = true;
   }
+  if (moved) WakePeer();
 }
 
 absl::StatusOr<bool> ShmEndpoint::IsComplete(Ticket ticket) {
@@ -170,7 +188,10 @@ absl::Status ShmEndpoint::SendMessage(absl::string_view message) {
                                                    " bytes exceeds the limit of ", kMaxMessageSize,
                                                    " bytes"));
   }
-  if (queued_messages_.empty() && message_out_.TryPush(message)) return absl::OkStatus();
+  if (queued_messages_.empty() && message_out_.TryPush(message)) {
+    WakePeer();
+    return absl::OkStatus();
+  }
   queued_messages_.emplace_back(message);
   DrainMessages();
   return absl::OkStatus();

@@ -20,6 +20,10 @@
 // applied (one cached load), so once the peer's region destructor returned,
 // no put lands in that region's pages.
 //
+// Sleeping receivers: the context's event fd watches every side channel; a
+// receiver that armed it gets one kWake frame from the peer's next put or
+// message (see ring.h), a dead peer's EOF wakes it too.
+//
 // Failure: EOF or a reset on the side channel (the kernel closes a dead
 // process's sockets), a malformed frame or ring record, fail the endpoint
 // with a sticky status naming the peer. The side channel is checked in
@@ -80,6 +84,12 @@ class ShmEndpoint final : public Endpoint {
   void RevokeRegion(uint64_t region_id);
   // The context is being destroyed before this endpoint (a caller bug).
   void DetachContext();
+  // The event fd protocol (ring.h): whether the inbound rings hold anything,
+  // and asking the peer for a wake frame after its next publication.
+  bool HasInbound() const { return notify_in_.HasData() || message_in_.HasData(); }
+  void Arm() { inbound_.armed().store(1, std::memory_order_relaxed); }
+  int socket_fd() const { return sock_.fd(); }
+  bool failed() const { return !status_.ok(); }
 
  private:
   // Polls `ready` until it returns true, the endpoint fails or `deadline`
@@ -90,6 +100,9 @@ class ShmEndpoint final : public Endpoint {
   absl::Status PeerError(const absl::Status& s) const;
   absl::Status HandleFrame(Frame frame);
   void PushNotification(uint32_t imm, uint64_t length);
+  // After publishing into the outbound rings: a wake frame if the peer
+  // armed its event fd.
+  void WakePeer();
   void DrainNotifications();
   void DrainMessages();
   // Applies revocations the peer published in shared memory but whose frames

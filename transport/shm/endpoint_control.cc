@@ -36,6 +36,8 @@ absl::Status ShmEndpoint::status() const {
 void ShmEndpoint::Fail(absl::Status status) {
   if (!status_.ok() || status.ok()) return;
   status_ = std::move(status);
+  // A dead peer's socket stays readable: stop it from waking the context.
+  if (ctx_ != nullptr) ctx_->Unwatch(sock_.fd());
   TR_LOG(WARNING, "shm") << "endpoint to " << peer_label_ << " failed: " << status_;
 }
 
@@ -116,6 +118,8 @@ absl::Status ShmEndpoint::HandleFrame(Frame frame) {
       peer_watermark_ = std::max(peer_watermark_, w.next_region_id);
       return absl::OkStatus();
     }
+    case FrameType::kWake:
+      return absl::OkStatus();  // its job was to make our event fd readable
     case FrameType::kHello:
       break;
   }

@@ -13,8 +13,8 @@ namespace shm {
 namespace {
 
 constexpr uint64_t kChannelMagic = 0x4c4e4843'4d485354ull;  // "TSHMCHNL"
-constexpr uint32_t kChannelVersion = 1;
-constexpr uint32_t kRecordMagic = 0x2147534d;  // "MSG!"
+constexpr uint32_t kChannelVersion = 2;                     // 2: the armed word
+constexpr uint32_t kRecordMagic = 0x2147534d;               // "MSG!"
 constexpr size_t kRecordHeader = 8;
 
 constexpr uint32_t kMinNotifyEntries = 2;
@@ -37,6 +37,9 @@ struct ChannelHeader {
   // Written by the creator only; read by the producer (see Channel).
   alignas(kCacheLine) std::atomic<uint64_t> revocations;
   std::atomic<uint64_t> announced;
+  // Set by the creator, cleared by the producer that wakes it. Beside the
+  // words the producer reads on every put anyway.
+  std::atomic<uint32_t> armed;
 };
 static_assert(sizeof(ChannelHeader) == 2 * kCacheLine, "channel header layout");
 
@@ -158,6 +161,7 @@ absl::StatusOr<Channel> Channel::Create(uint32_t notify_entries, uint64_t messag
   h->sizes = ChannelSizes{kChannelMagic, kChannelVersion, notify_entries, message_bytes, l.total};
   h->revocations.store(0, std::memory_order_relaxed);
   h->announced.store(0, std::memory_order_relaxed);
+  h->armed.store(0, std::memory_order_relaxed);
   auto* idx = new (c.file_.map.data() + l.indexes) RingIndexes;
   idx->head.store(0, std::memory_order_relaxed);
   idx->tail.store(0, std::memory_order_relaxed);
@@ -204,6 +208,7 @@ void Channel::Bind(uint32_t notify_entries, uint64_t message_bytes) {
   bytes_ = base + l.bytes;
   revocations_ = &reinterpret_cast<ChannelHeader*>(base)->revocations;
   announced_ = &reinterpret_cast<ChannelHeader*>(base)->announced;
+  armed_ = &reinterpret_cast<ChannelHeader*>(base)->armed;
 }
 
 }  // namespace shm

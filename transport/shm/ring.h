@@ -10,6 +10,12 @@
 //   notification ring fixed 16-byte slots {seq, imm, length}
 //   message ring      a byte ring of framed variable-length records
 //
+// Sleeping consumer: the creator sets `armed` (see Channel::armed) before it
+// sleeps on its event fd; a producer that publishes into a ring with
+// `armed` set clears it and sends a wake frame on the side channel. Both
+// sides order their store before their check with a seq_cst fence, so
+// either the producer sees `armed` or the consumer sees the data.
+//
 // Notification ring: every slot carries a sequence word (Vyukov's bounded
 // queue, specialized to one producer and one consumer). The producer of
 // position p waits for seq == p, writes the payload and release-stores
@@ -104,6 +110,11 @@ class NotifyConsumer {
     ++tail_;
     return true;
   }
+  // True when TryPop would find a notification.
+  bool HasData() const {
+    return slots_[tail_ & mask_].seq.load(std::memory_order_acquire) ==
+           static_cast<uint32_t>(tail_ + 1);
+  }
 
  private:
   NotifySlot* slots_ = nullptr;
@@ -141,6 +152,8 @@ class MessageConsumer {
   // Moves the oldest record into `out` and returns true; false when empty;
   // DataLoss when the ring holds a malformed record (the producer is broken).
   absl::StatusOr<bool> TryPop(std::string* out);
+  // True when the ring holds a record (or garbage TryPop will report).
+  bool HasData() const { return idx_->head.load(std::memory_order_acquire) != tail_; }
 
  private:
   RingIndexes* idx_ = nullptr;
@@ -176,6 +189,9 @@ class Channel {
   std::atomic<uint64_t>& revocations() const { return *revocations_; }
   // Every region id of the creator below this value has been announced.
   std::atomic<uint64_t>& announced() const { return *announced_; }
+  // Non-zero while the creator (the consumer) may sleep on its event fd and
+  // wants a wake frame after the next publication (see above).
+  std::atomic<uint32_t>& armed() const { return *armed_; }
 
  private:
   Channel() = default;
@@ -190,6 +206,7 @@ class Channel {
   char* bytes_ = nullptr;
   std::atomic<uint64_t>* revocations_ = nullptr;
   std::atomic<uint64_t>* announced_ = nullptr;
+  std::atomic<uint32_t>* armed_ = nullptr;
 };
 
 }  // namespace shm

@@ -221,7 +221,7 @@ absl::StatusOr<std::optional<Frame>> SocketChannel::Receive() {
     std::memcpy(header, in_.data(), sizeof(header));
     const auto type = static_cast<FrameType>(header[0]);
     if (header[0] < static_cast<uint32_t>(FrameType::kHello) ||
-        header[0] > static_cast<uint32_t>(FrameType::kWatermark) || header[1] > kMaxFramePayload) {
+        header[0] > static_cast<uint32_t>(FrameType::kWake) || header[1] > kMaxFramePayload) {
       return absl::DataLossError(absl::StrCat("shm: malformed side-channel frame (type ", header[0],
                                               ", length ", header[1], ")"));
     }

@@ -43,6 +43,7 @@ enum class FrameType : uint32_t {
   kAnnounce = 2,   // a region the sender allocated, with its memfd
   kRevoke = 3,     // a region the sender destroyed
   kWatermark = 4,  // every region id below this was announced or is dead
+  kWake = 5,       // the receiver armed its event fd and this side queued data for it
 };
 inline bool FrameCarriesFd(FrameType t) {
   return t == FrameType::kHello || t == FrameType::kAnnounce;

@@ -2,6 +2,7 @@
 // message dispatch is in context_am.cc.
 #include "transport/ucx/context.h"
 
+#include <poll.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -25,6 +26,8 @@ constexpr char kLog[] = "ucx";
 // Waiting: busy-poll this many idle rounds, then yield, then sleep.
 constexpr int kSpinRounds = 256;
 constexpr int kYieldRounds = 2048;
+// Longest sleep on the event fd between checks of the wait's condition.
+constexpr absl::Duration kMaxEventWait = absl::Milliseconds(10);
 // Bounded wait for rendezvous receives into a region being deregistered.
 constexpr absl::Duration kRegionDrainTimeout = absl::Seconds(5);
 // Bounded wait at teardown for closed endpoints' requests to drain.
@@ -71,6 +74,8 @@ absl::Status UcxContext::Init() {
   TR_RETURN_IF_ERROR(
       StatusFromUcs(ucp_worker_create(ucp_.get(), &wp, &worker), "ucx: ucp_worker_create"));
   worker_.reset(worker);
+  TR_RETURN_IF_ERROR(
+      StatusFromUcs(ucp_worker_get_efd(worker, &event_fd_), "ucx: ucp_worker_get_efd"));
 
   ucp_worker_attr_t wattr = {};
   wattr.field_mask = UCP_WORKER_ATTR_FIELD_MAX_AM_HEADER;
@@ -254,6 +259,18 @@ absl::Status UcxContext::Progress() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> UcxContext::ArmEventFd() {
+  // ucp_worker_arm is valid only once progress found nothing to do.
+  if (ProgressOnce()) return false;
+  for (const auto& [id, peer] : peers_) {
+    if (peer->HasDeliveries()) return false;
+  }
+  const ucs_status_t s = ucp_worker_arm(worker_.get());
+  if (s == UCS_ERR_BUSY) return false;  // events arrived meanwhile
+  TR_RETURN_IF_ERROR(StatusFromUcs(s, "ucx: ucp_worker_arm"));
+  return true;
+}
+
 absl::Status UcxContext::WaitFor(absl::FunctionRef<absl::StatusOr<bool>()> done,
                                  absl::Time deadline, absl::FunctionRef<std::string()> what) {
   const absl::Time start = absl::Now();
@@ -276,9 +293,16 @@ absl::Status UcxContext::WaitFor(absl::FunctionRef<absl::StatusOr<bool>()> done,
     if (idle < kSpinRounds) continue;
     if (idle < kYieldRounds) {
       sched_yield();
-    } else {
-      absl::SleepFor(std::min(absl::Microseconds(50), deadline - now));
+      continue;
     }
+    // Long wait: sleep until the network has work for us. The slice bounds
+    // the wait for conditions no event announces (and the deadline check).
+    TR_ASSIGN_OR_RETURN(const bool armed, ArmEventFd());
+    if (!armed) continue;
+    pollfd p{event_fd_, POLLIN, 0};
+    const absl::Duration slice = std::min(kMaxEventWait, deadline - now);
+    const int64_t ms = (absl::ToInt64Microseconds(slice) + 999) / 1000;
+    (void)::poll(&p, 1, static_cast<int>(std::max<int64_t>(ms, 0)));
   }
 }
 

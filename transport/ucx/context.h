@@ -10,8 +10,8 @@
 //
 // Threading and blocking: as transport.h says, one thread at a time drives a
 // context, its endpoints and regions. Connect() and the Wait*/Flush calls
-// block, driving progress (spinning briefly, then yielding and sleeping),
-// until done or their deadline. Nothing here starts threads; UCX runs its
+// block, driving progress (spinning briefly, then yielding, then sleeping on
+// the worker's event fd), until done or their deadline. Nothing here starts threads; UCX runs its
 // own async thread for connection events.
 #ifndef TOKENRAIL_TRANSPORT_UCX_CONTEXT_H_
 #define TOKENRAIL_TRANSPORT_UCX_CONTEXT_H_
@@ -58,6 +58,10 @@ class UcxContext final : public Context {
   absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
                                                                MemoryKind kind) override;
   absl::Status Progress() override;
+  // The UCP worker's event fd (ucp_worker_get_efd, UCP_FEATURE_WAKEUP);
+  // ArmEventFd progresses once, then ucp_worker_arm.
+  int EventFd() override { return event_fd_; }
+  absl::StatusOr<bool> ArmEventFd() override;
 
   // ---- For the backend's own classes ------------------------------------
   uint64_t id() const { return id_; }
@@ -128,6 +132,7 @@ class UcxContext final : public Context {
   // Declared in creation order; the destructor tears down explicitly.
   UcpContextPtr ucp_;
   UcpWorkerPtr worker_;
+  int event_fd_ = -1;  // owned by the worker
 
   uint64_t next_region_id_ = 1;
   std::unordered_map<uint64_t, RegionEntry> regions_;

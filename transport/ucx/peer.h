@@ -140,6 +140,8 @@ class Peer {
   // ---- Consumer side -----------------------------------------------------
   size_t PopNotifications(Notification* out, size_t max);
   bool PopMessage(std::string* out);
+  // Notifications or messages delivered but not popped yet.
+  bool HasDeliveries() const { return !notifications_.empty() || !messages_.empty(); }
 
   // Deferred work after a progress round: RMA notification batches, acks,
   // key replies. Called by the context.

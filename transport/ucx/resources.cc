@@ -149,7 +149,10 @@ absl::StatusOr<UcpContextPtr> CreateUcpContext(const UcxOptions& options,
 
   ucp_params_t params = {};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM;
+  // WAKEUP: the worker's event fd lets an idle driver sleep until the
+  // network has work (Context::EventFd). It changes no lane selection for
+  // RMA and AM (UCP weighs event support only for tag matching).
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
   params.name = options.name.c_str();
   ucp_context_h raw_ctx = nullptr;
   ucs_status_t s = ucp_init(&params, config.get(), &raw_ctx);

@@ -1,13 +1,16 @@
 #include "transport/verbs/context.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/errno_status.h"
+#include "common/ibverbs_status.h"
 #include "common/logging.h"
 #include "common/status.h"
 #include "transport/verbs/qp.h"
@@ -16,6 +19,25 @@ namespace tokenrail {
 namespace transport {
 namespace verbs {
 namespace {
+
+// Level-triggered POLLIN interest; EEXIST (already watched) is fine.
+absl::Status WatchFd(int epoll_fd, int fd) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EEXIST) {
+    return StatusFromErrno(errno, absl::StrCat("verbs: epoll_ctl(ADD, fd ", fd, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MakeNonBlocking(int fd, const char* what) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    return StatusFromErrno(errno, absl::StrCat("verbs: making the ", what, " non-blocking"));
+  }
+  return absl::OkStatus();
+}
 
 constexpr char kLog[] = "verbs";
 constexpr size_t kMaxFrame = 2 * kMaxWireupFrame;
@@ -67,14 +89,21 @@ absl::StatusOr<std::unique_ptr<Context>> VerbsContext::Create(const TransportOpt
   TR_ASSIGN_OR_RETURN(ctx->device_, OpenDevice(ctx->options_));
   Device& dev = *ctx->device_;
 
-  // Async events are drained from Progress(), never waited for.
-  const int fd = dev.context->async_fd;
-  const int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    return StatusFromErrno(errno, "verbs: making the async event fd non-blocking");
+  // Async and completion events are drained from Progress(), never waited
+  // for there; a caller sleeps on the epoll set (EventFd) instead.
+  TR_RETURN_IF_ERROR(MakeNonBlocking(dev.context->async_fd, "async event fd"));
+  dev.channel.reset(ibv_create_comp_channel(dev.context.get()));
+  if (dev.channel == nullptr) {
+    return StatusFromIbv(-1, absl::StrCat("verbs: ibv_create_comp_channel on ", dev.where()));
   }
+  TR_RETURN_IF_ERROR(MakeNonBlocking(dev.channel->fd, "completion channel"));
   TR_ASSIGN_OR_RETURN(ctx->listener_,
                       WireupListener::Listen(ctx->options_.listen_host, ctx->options_.listen_port));
+  ctx->epoll_fd_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!ctx->epoll_fd_.valid()) return StatusFromErrno(errno, "verbs: epoll_create1");
+  for (int fd : {dev.channel->fd, dev.context->async_fd, ctx->listener_.fd()}) {
+    TR_RETURN_IF_ERROR(WatchFd(ctx->epoll_fd_.get(), fd));
+  }
   ctx->id_ = RandomNonZero(ctx->gen_);
   ctx->caps_ = MakeCapabilities(ports, dev.port, GpuDirectAvailable());
 
@@ -310,10 +339,44 @@ void VerbsContext::DrainAsyncEvents() {
   }
 }
 
+void VerbsContext::DrainCqEvents() {
+  ibv_cq* cq = nullptr;
+  void* cq_context = nullptr;
+  // Each event only says "look at this CQ"; every Progress polls all CQs.
+  // Acked at once: ibv_destroy_cq waits for the events it handed out.
+  while (ibv_get_cq_event(device_->channel.get(), &cq, &cq_context) == 0) {
+    ibv_ack_cq_events(cq, 1);
+  }
+}
+
+absl::StatusOr<bool> VerbsContext::ArmEventFd() {
+  TR_RETURN_IF_ERROR(Progress());
+  uint64_t seen = 0;
+  for (VerbsEndpoint* e : endpoints_.list()) {
+    if (e->HasDeliveries()) return false;
+    seen += e->completions_seen();
+    // Liveness sockets: EOF wakes a sleeper when the peer dies. Re-added
+    // each time (EEXIST is cheap): a closed fd leaves the set by itself and
+    // its number may come back for another endpoint.
+    if (e->wireup_fd() >= 0) TR_RETURN_IF_ERROR(WatchFd(epoll_fd_.get(), e->wireup_fd()));
+    // A failed endpoint reports its error on its next call.
+    if (!e->RequestCqEvent().ok()) return false;
+  }
+  // Completions that landed before the request raise no event: look again.
+  uint64_t after = 0;
+  for (VerbsEndpoint* e : endpoints_.list()) {
+    (void)e->Progress();
+    if (e->HasDeliveries()) return false;
+    after += e->completions_seen();
+  }
+  return after == seen;
+}
+
 absl::Status VerbsContext::Progress() {
   TR_RETURN_IF_ERROR(device_status_);
   AcceptWireup();
   DrainAsyncEvents();
+  DrainCqEvents();
   // Endpoint errors are sticky in each endpoint and reported by its calls.
   for (VerbsEndpoint* e : endpoints_.list()) (void)e->Progress();
   return device_status_;

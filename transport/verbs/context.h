@@ -24,6 +24,7 @@
 
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
+#include "common/fd.h"
 #include "transport/transport.h"
 #include "transport/verbs/device.h"
 #include "transport/verbs/endpoint.h"
@@ -58,6 +59,10 @@ class VerbsContext : public Context {
   absl::StatusOr<std::unique_ptr<MemoryRegion>> AllocateMemory(size_t size,
                                                                MemoryKind kind) override;
   absl::Status Progress() override;
+  // An epoll set of the completion channel, the device's async events, the
+  // wireup listener and every endpoint's liveness socket.
+  int EventFd() override { return epoll_fd_.get(); }
+  absl::StatusOr<bool> ArmEventFd() override;
 
  private:
   // An accepted wireup connection whose hello has arrived.
@@ -82,6 +87,8 @@ class VerbsContext : public Context {
   // Accepts pending wireup connections and reads their hellos (non-blocking).
   void AcceptWireup();
   void DrainAsyncEvents();
+  // Reads and acknowledges completion events (the channel is non-blocking).
+  void DrainCqEvents();
   WireupFrame Frame(WireupType type, uint64_t to, std::string body) const;
 
   TransportOptions topts_;
@@ -92,6 +99,7 @@ class VerbsContext : public Context {
   absl::Status device_status_;  // set by a fatal device event
 
   std::unique_ptr<Device> device_;
+  UniqueFd epoll_fd_;  // EventFd(); watches fds owned by others
   RegionTable regions_;
   EndpointSet endpoints_;
   uint64_t next_region_ = 1;

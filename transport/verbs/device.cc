@@ -46,6 +46,9 @@ int RoceRank(const GidEntry& e) {
 void IbvDeleter::operator()(ibv_context* p) const {
   LogDestroyFailure(ibv_close_device(p), "ibv_close_device");
 }
+void IbvDeleter::operator()(ibv_comp_channel* p) const {
+  LogDestroyFailure(ibv_destroy_comp_channel(p), "ibv_destroy_comp_channel");
+}
 void IbvDeleter::operator()(ibv_pd* p) const {
   LogDestroyFailure(ibv_dealloc_pd(p), "ibv_dealloc_pd");
 }

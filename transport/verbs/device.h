@@ -27,6 +27,7 @@ namespace verbs {
 // Destroys verbs handles; failures are logged, never thrown.
 struct IbvDeleter {
   void operator()(ibv_context* p) const;
+  void operator()(ibv_comp_channel* p) const;
   void operator()(ibv_pd* p) const;
   void operator()(ibv_cq* p) const;
   void operator()(ibv_qp* p) const;
@@ -112,6 +113,9 @@ struct Device {
   Gid gid{};
   int mtu = 0;  // bytes: options.mtu capped by the port's active MTU
   IbvPtr<ibv_context> context;
+  // Completion events of every endpoint's CQ (Context::EventFd); created by
+  // the context, non-blocking. Destroyed after the CQs, before the context.
+  IbvPtr<ibv_comp_channel> channel;
   IbvPtr<ibv_pd> pd;  // declared after context: destroyed first
 
   std::string where() const { return port.device + ":" + std::to_string(port.port); }

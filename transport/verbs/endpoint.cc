@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<VerbsEndpoint>> VerbsEndpoint::Create(const Endpo
                                                    dev.attr.max_cqe, " entries, need ", want_cqe,
                                                    " (lower qp_depth/recv_depth)"));
   }
-  ep->cq_.reset(ibv_create_cq(dev.context.get(), want_cqe, nullptr, nullptr, 0));
+  ep->cq_.reset(ibv_create_cq(dev.context.get(), want_cqe, nullptr, dev.channel.get(), 0));
   if (ep->cq_ == nullptr) {
     return StatusFromIbv(-1, absl::StrCat("verbs: ibv_create_cq(", want_cqe, ") on ", dev.where()));
   }
@@ -152,6 +152,16 @@ absl::Status VerbsEndpoint::Progress() {
   SendCredits();
   CheckWireup(/*now=*/false);
   return status_;
+}
+
+absl::Status VerbsEndpoint::RequestCqEvent() {
+  TR_RETURN_IF_ERROR(status_);
+  const int rc = ibv_req_notify_cq(cq_.get(), /*solicited_only=*/0);
+  if (rc != 0) {
+    Fail(StatusFromIbv(rc, "verbs: ibv_req_notify_cq"));
+    return status_;
+  }
+  return absl::OkStatus();
 }
 
 std::string VerbsEndpoint::Describe() const {

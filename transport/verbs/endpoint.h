@@ -108,6 +108,13 @@ class VerbsEndpoint : public Endpoint {
   void Fail(const absl::Status& status);
   // Advances completions, receives, queued posts and credit returns.
   absl::Status Progress();
+  // Context::ArmEventFd support: requests a completion event for the next
+  // CQ entry; counts work completions seen; delivered but unpolled data;
+  // the liveness socket (its EOF means the peer died), -1 before wireup.
+  absl::Status RequestCqEvent();
+  uint64_t completions_seen() const { return completions_seen_; }
+  bool HasDeliveries() const { return !notifications_.empty() || !messages_.empty(); }
+  int wireup_fd() const { return wireup_.has_value() ? wireup_->fd() : -1; }
 
   // Endpoint interface.
   const std::string& peer_name() const override { return peer_.name; }
@@ -205,6 +212,7 @@ class VerbsEndpoint : public Endpoint {
   IbvPtr<ibv_qp> qp_;
   std::optional<WireupConn> wireup_;
   bool in_set_ = false;
+  uint64_t completions_seen_ = 0;
 
   // Limits granted by the device.
   uint64_t max_send_wr_ = 0;

@@ -207,6 +207,7 @@ void VerbsEndpoint::PollCq() {
       return;
     }
     for (int i = 0; i < n; ++i) HandleWc(wc[i]);
+    completions_seen_ += static_cast<uint64_t>(n);
     if (n < kPollBatch) break;
   }
   Retire();

@@ -68,6 +68,7 @@ class WireupListener {
 
   uint32_t ipv4() const { return ipv4_; }  // network order
   uint16_t port() const { return port_; }  // host order
+  int fd() const { return fd_.get(); }
 
  private:
   UniqueFd fd_;
