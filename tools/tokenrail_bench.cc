@@ -3,6 +3,10 @@
 // //tools/bench. Adding a subcommand = a Run function + one kSubcommands line.
 //
 //   tokenrail-bench barrier [--participants=64] [--iters=N] [--warmup=N] [--json]
+//   tokenrail-bench ep [--topologies=1x4,2x2] [--tokens=N] [--hidden=N] [--experts=N]
+//       [--top_k=K] [--max_nodes=M] [--dtypes=bf16,fp8_e4m3] [--skew=...]
+//       [--ep_baselines=mpi,flat,ucx] [--ep_network=auto|netns|loopback] [--json]
+//       (all flags: tools/bench/ep/ep_flags.h)
 //   tokenrail-bench info [--json] [--transports=FILTER]
 //   tokenrail-bench proxy [--network=auto|netns|loopback] [--sizes=...] [--iters=N]
 //       [--warmup=N] [--window=N] [--ping_iters=N] [--params=k=v,...] [--json]
@@ -30,6 +34,9 @@
 #include "common/init.h"
 #include "common/status.h"
 #include "tools/bench/barrier_bench.h"
+#include "tools/bench/ep/ep_bench.h"
+#include "tools/bench/ep/ep_flags.h"
+#include "tools/bench/ep/ep_rank.h"
 #include "tools/bench/info.h"
 #include "tools/bench/local_peer.h"
 #include "tools/bench/plan.h"
@@ -288,6 +295,23 @@ int RunBarrier(const std::vector<char*>& args) {
   return 0;
 }
 
+int RunEp(const std::vector<char*>& args) {
+  namespace eb = bench::ep_bench;
+  // This executable is also the benchmark cluster's rank program.
+  if (args.size() == 3 && eb::IsEpRankArgument(args[2])) {
+    absl::Status s = eb::RunEpRank(args[2]);
+    return s.ok() ? 0 : Failure("ep (rank)", s);
+  }
+  if (args.size() > 2) return UsageError(absl::StrCat("unexpected argument '", args[2], "'"));
+  absl::StatusOr<eb::EpBenchOptions> o = eb::EpBenchOptionsFromFlags(
+      absl::GetFlag(FLAGS_json), absl::GetFlag(FLAGS_params), absl::GetFlag(FLAGS_timeout));
+  if (!o.ok()) return UsageError(o.status().message());
+  absl::StatusOr<std::string> self = bench::SelfExecutable();
+  if (!self.ok()) return Failure("ep", self.status());
+  absl::Status s = eb::RunEpBench(*o, {*self, "ep"}, results);
+  return s.ok() ? 0 : Failure("ep", s);
+}
+
 int RunInfo(const std::vector<char*>& args) {
   if (args.size() > 2) return UsageError(absl::StrCat("unexpected argument '", args[2], "'"));
   absl::StatusOr<std::map<std::string, std::string>> params =
@@ -325,6 +349,9 @@ constexpr Subcommand kSubcommands[] = {
      &RunProxy},
     {"barrier", "coordinator barrier latency with N simulated daemons (in-process, loopback)",
      &RunBarrier},
+    {"ep",
+     "expert-parallel dispatch/combine on launched clusters vs MPI_Alltoallv and flat routing",
+     &RunEp},
     {"info", "registered transport backends, their capabilities, devices and params", &RunInfo},
 };
 
@@ -346,6 +373,7 @@ int main(int argc, char** argv) {
   absl::FlagsUsageConfig config;
   config.contains_help_flags = [](absl::string_view file) {
     return absl::EndsWith(file, "tools/tokenrail_bench.cc") ||
+           absl::EndsWith(file, "tools/bench/ep/ep_flags.cc") ||
            absl::EndsWith(file, "common/init.cc");
   };
   absl::SetFlagsUsageConfig(config);
