@@ -38,7 +38,7 @@ namespace ep {
 
 inline constexpr size_t kCacheLineBytes = 64;
 inline constexpr size_t kMaxChunkBytes = size_t{1} << 20;
-inline constexpr uint32_t kMaxChunksPerRing = 4;
+inline constexpr uint32_t kMaxChunksPerRing = 16;
 
 // The wake-up word of a rank's engine, in its region: peers that publish
 // something it may wait for bump `events` and ring `bell`.
