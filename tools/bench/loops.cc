@@ -90,7 +90,9 @@ absl::Status CheckData(const char* target, const TestSpec& t, uint32_t stream, u
   e.period = t.slots;
   e.last_iteration = last_iteration;
   const char* data = target + (iteration % t.slots) * t.stride;
-  absl::Status s = full ? VerifyFull(data, e) : VerifySampled(data, e);
+  absl::Status s = full                       ? VerifyFull(data, e)
+                   : t.mode == Mode::kLatency ? VerifySampled(data, e)
+                                              : VerifySpot(data, e);
   if (s.ok()) return s;
   return Annotate(s, absl::StrCat(Where(t), ", puts ",
                                   stream % 2 == 0 ? "leader->follower" : "follower->leader"));

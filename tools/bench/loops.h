@@ -15,8 +15,9 @@
 //
 // Every put carries the pattern of (size, stream, iteration) (pattern.h);
 // the receiver checks the first and the last message of a test byte by byte
-// and samples all others. Data errors are recorded in SideResult::verify and
-// the test runs to its end; transport errors (a failed endpoint, a missed
+// and samples all others: every stamp after a ping-pong, three stamps (first,
+// last, rotating) per message in the bandwidth loops (VerifySpot). Data errors are recorded in
+// SideResult::verify and the test runs to its end; transport errors (a failed endpoint, a missed
 // deadline) abort with that status.
 //
 // Blocking: spins on the endpoint (sched_yield after a while), every wait

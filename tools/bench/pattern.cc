@@ -189,6 +189,21 @@ absl::Status VerifySampled(const char* data, const Expectation& e) {
   return status;
 }
 
+absl::Status VerifySpot(const char* data, const Expectation& e) {
+  const uint64_t seed = Seed(e.size, e.stream);
+  const uint64_t words = e.size / 8;
+  if (words == 0) return e.size == 0 ? absl::OkStatus() : CheckShort(data, seed, e);
+  const uint64_t stride = StampStride(e.size);
+  // Stamps before the last word, as ForEachStamp visits them.
+  const uint64_t stamps = (words - 1 + stride - 1) / stride;
+  const uint64_t rotating = stamps == 0 ? 0 : (e.iteration % stamps) * stride;
+  for (uint64_t k : {uint64_t{0}, rotating, words - 1}) {
+    absl::Status s = CheckStamp(data, seed, k, e);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status VerifyFull(const char* data, const Expectation& e) {
   const uint64_t seed = Seed(e.size, e.stream);
   const uint64_t words = e.size / 8;

@@ -117,6 +117,30 @@ TEST(PatternTest, MisplacedDataIsDetectedBySampling) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
 }
 
+TEST(PatternTest, SpotCheckRotatesOverEveryStamp) {
+  // A stale middle stamp is found by the iteration whose rotating stamp it
+  // is, and a misplaced message by every iteration (first and last words).
+  const uint64_t size = 1 << 20;
+  const uint64_t stride = StampStride(size);
+  const uint64_t stamps = (size / 8 - 1 + stride - 1) / stride;
+  std::vector<char> buf(size);
+  FillPattern(buf.data(), size, 0, 0);
+  int caught = 0;
+  const uint64_t stale_at = 5 * stride * 8;  // byte offset of stamp 5
+  for (uint64_t it = 1; it <= stamps; ++it) {
+    const std::vector<char> prev = buf;
+    StampPattern(buf.data(), size, 0, it);
+    EXPECT_TRUE(VerifySpot(buf.data(), Exact(size, 0, it)).ok()) << it;
+    std::vector<char> bad = buf;
+    std::memcpy(bad.data() + stale_at, prev.data() + stale_at, 8);
+    if (!VerifySpot(bad.data(), Exact(size, 0, it)).ok()) ++caught;
+  }
+  EXPECT_EQ(caught, 1);
+  std::vector<char> dst(size + 8, 0);
+  std::memcpy(dst.data() + 8, buf.data(), size);
+  EXPECT_EQ(VerifySpot(dst.data(), Exact(size, 0, stamps)).code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(PatternTest, StampsAreSparse) {
   EXPECT_EQ(StampStride(8), 512u);
   EXPECT_EQ(StampStride(1 << 20), 2048u);  // 64 stamps + the last word
