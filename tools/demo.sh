@@ -15,6 +15,17 @@ echo "== shm: put latency and bandwidth between two processes, vs memcpy (same r
 echo
 echo "== ucx (TCP only): put latency and bandwidth between two processes"
 "$bench" transport --backend=ucx --params=tls=tcp --sizes=8,64K,1M --tests=lat,bw --iters=200
+if [[ $(id -u) -eq 0 ]]; then
+  echo
+  echo "== ucx (TCP only) between two network namespaces vs ucx_perftest (same run)"
+  tools/ucx_vs_perftest.sh --bench="$bench"
+fi
 echo
 echo "== proxy puts through two daemons vs a direct transport put (launched 2-node cluster)"
 "$bench" proxy --sizes=8,64K,1M --iters=200
+echo
+echo "== coordinator barrier with 64 participants"
+"$bench" barrier --participants=64
+echo
+echo "== expert-parallel dispatch/combine (1x4 and 2x2 clusters) vs MPI_Alltoallv and flat routing"
+"$bench" ep

@@ -423,7 +423,7 @@ TEST_F(BadInputTest, LeaveRules) {
 
 // Every RPC of both services refuses a missing or wrong token.
 TEST_F(BadInputTest, EveryRpcNeedsTheToken) {
-  for (const std::string token : {std::string(), std::string("wrong-token")}) {
+  for (const std::string& token : {std::string(), std::string("wrong-token")}) {
     auto channel = tc_.Channel(token);
     auto jobs = v1::JobService::NewStub(channel);
     auto coord = v1::Coordinator::NewStub(channel);

@@ -19,10 +19,7 @@
 //          with identical bits, and every invalid configuration and input.
 //   fault  dispatches in a loop; rank --die_rank exits without detaching
 //          in the middle; the others must see Unavailable naming it.
-//   perf   times dispatch, combine and the round trip (identity experts:
-//          the dispatched rows go straight back) at a given shape, after a
-//          checked warm-up round; prints TR_EP_PERF lines (medians, ms).
-//          The measurement tool proper is `tokenrail-bench ep`.
+// Measurements are `tokenrail-bench ep`'s (tools/bench/ep).
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,10 +49,6 @@ ABSL_FLAG(int, hidden, 96, "hidden size");
 ABSL_FLAG(int, determinism_runs, 20, "full: identical-bits repetitions");
 ABSL_FLAG(int, die_rank, -1, "fault: the rank that exits mid-dispatch");
 ABSL_FLAG(uint64_t, seed, 1, "input seed");
-ABSL_FLAG(std::string, dtype, "bf16", "perf: dispatch dtype (bf16, fp8_e4m3, fp32)");
-ABSL_FLAG(std::string, routing, "hierarchical", "perf: hierarchical | flat");
-ABSL_FLAG(int64_t, buffer_bytes, 8 << 20, "perf: EpConfig::buffer_bytes");
-ABSL_FLAG(int, iters, 10, "perf: timed iterations");
 
 namespace tokenrail {
 namespace {
@@ -324,71 +317,6 @@ int Fault(runtime::RankClient& rc) {
   }
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-int Perf(runtime::RankClient& rc) {
-  const runtime::RankTopology& t = rc.topology();
-  Scenario s = BaseScenario(t);
-  s.uneven_tokens = false;
-  s.payload = PayloadKind::kRandom;
-  s.x_dtype = DType::kBFloat16;
-  s.expert_out_dtype = DType::kBFloat16;
-  absl::StatusOr<DType> dt = ep::ParseDType(absl::GetFlag(FLAGS_dtype));
-  if (!dt.ok()) return ReportError("perf", dt.status());
-  s.config.dispatch_dtype = *dt;
-  s.config.buffer_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_buffer_bytes));
-  s.config.routing =
-      absl::GetFlag(FLAGS_routing) == "flat" ? EpRouting::kFlat : EpRouting::kHierarchical;
-  absl::StatusOr<std::unique_ptr<EpBuffer>> buf = EpBuffer::Create(&rc, s.config);
-  if (!buf.ok()) return ReportError("perf", buf.status());
-  absl::StatusOr<std::vector<ep::testing::RankData>> in = ep::testing::MakeInputs(s, 0);
-  if (!in.ok()) return ReportError("perf", in.status());
-  const ep::testing::RankData& mine = (*in)[t.global_rank];
-  const ep::DispatchInput input{mine.tokens, mine.x_bf16.data(), DType::kBFloat16,
-                                mine.topk_idx.data(), mine.weights.data()};
-  std::vector<double> disp, comb, round_trip;
-  ep::EpOpStats dstats, cstats;
-  const int iters = absl::GetFlag(FLAGS_iters);
-  for (int i = -2; i < iters; ++i) {  // two warm-up rounds
-    if (absl::Status b = (*buf)->Barrier(absl::Now() + absl::Seconds(120)); !b.ok()) {
-      return ReportError("perf", b);
-    }
-    const absl::Time t0 = absl::Now();
-    absl::StatusOr<std::shared_ptr<ep::DispatchHandle>> d = (*buf)->Dispatch(input);
-    if (!d.ok()) return ReportError("perf", d.status());
-    if (absl::Status w = (*d)->Wait(absl::Now() + absl::Seconds(120)); !w.ok()) {
-      return ReportError("perf", w);
-    }
-    const absl::Time t1 = absl::Now();
-    const ep::DispatchOutput& o = (*d)->output();
-    // Identity experts: FP8 rows arrive as BF16, the others as sent.
-    ep::CombineInput ci{o.x, o.x_dtype == DType::kFloat32 ? DType::kFloat32 : DType::kBFloat16};
-    absl::StatusOr<std::shared_ptr<ep::CombineHandle>> c = (*buf)->Combine(*d, ci);
-    if (!c.ok()) return ReportError("perf", c.status());
-    if (absl::Status w = (*c)->Wait(absl::Now() + absl::Seconds(120)); !w.ok()) {
-      return ReportError("perf", w);
-    }
-    const absl::Time t2 = absl::Now();
-    if (i < 0) continue;
-    disp.push_back(absl::ToDoubleMilliseconds(t1 - t0));
-    comb.push_back(absl::ToDoubleMilliseconds(t2 - t1));
-    round_trip.push_back(absl::ToDoubleMilliseconds(t2 - t0));
-    dstats = (*d)->stats();
-    cstats = (*c)->stats();
-  }
-  Report(absl::StrCat("TR_EP_PERF rank=", g_rank, " config=\"", ep::ToString(s.config),
-                      "\" tokens=", mine.tokens, " dispatch_ms=", Median(disp),
-                      " combine_ms=", Median(comb), " round_trip_ms=", Median(round_trip),
-                      " dispatch_inter_bytes=", dstats.inter_node_bytes(),
-                      " dispatch_inter_record_bytes=", dstats.inter_node_record_bytes,
-                      " dispatch_intra_bytes=", dstats.intra_node_bytes, " combine_inter_bytes=",
-                      cstats.inter_node_bytes(), " combine_intra_bytes=", cstats.intra_node_bytes));
-  return 0;
-}
-
 int Main(int argc, char** argv) {
   InitMain(argc, argv, "ep_rank --suite=full|fault (run by tokenrail-launch)");
   absl::StatusOr<runtime::AttachOptions> options = runtime::AttachOptions::FromEnvironment();
@@ -398,11 +326,6 @@ int Main(int argc, char** argv) {
   g_rank = (*rc)->topology().global_rank;
   const std::string suite = absl::GetFlag(FLAGS_suite);
   if (suite == "fault") return Fault(**rc);
-  if (suite == "perf") {
-    const int code = Perf(**rc);
-    (void)(*rc)->Detach();
-    return code;
-  }
   if (suite != "full") return ReportError("flags", absl::InvalidArgumentError("--suite=" + suite));
   const int rc_code = Full(**rc);
   if (absl::Status s = (*rc)->Detach(); !s.ok() && rc_code == 0) return ReportError("detach", s);

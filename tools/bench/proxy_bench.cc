@@ -284,25 +284,7 @@ absl::Status ProxyRank::Direct(std::vector<Record>* direct) {
   o.baseline = Baseline::kNone;
   o.timeout = plan_.timeout;
   o.inter_node = true;
-  // The transport bench prints its rows; collect them as JSON instead.
-  char* buf = nullptr;
-  size_t len = 0;
-  std::FILE* mem = ::open_memstream(&buf, &len);
-  if (mem == nullptr) return absl::ResourceExhaustedError("open_memstream failed");
-  absl::Status run;
-  {
-    Printer printer(TransportTable(), /*json=*/true, mem);
-    run = RunTransportLeader(o, oob, printer);
-  }
-  std::fclose(mem);
-  const std::string text(buf, len);
-  std::free(buf);
-  TR_RETURN_IF_ERROR(Annotate(run, "direct transport put"));
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
-    if (!absl::StartsWith(line, "{")) continue;
-    TR_ASSIGN_OR_RETURN(Record r, Record::ParseJson(line));
-    direct->push_back(std::move(r));
-  }
+  TR_ASSIGN_OR_RETURN(*direct, RunTransportLeaderRecords(o, oob, "direct transport put"));
   return absl::OkStatus();
 }
 

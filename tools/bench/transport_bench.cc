@@ -1,12 +1,16 @@
 #include "tools/bench/transport_bench.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/bytes.h"
 #include "common/logging.h"
 #include "common/status.h"
@@ -271,6 +275,37 @@ absl::Status RunTransportLocal(const TransportBenchOptions& options,
         absl::StrCat("peer process exited with code ", *code, " (see its messages above)"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace bench
+}  // namespace tokenrail
+
+namespace tokenrail {
+namespace bench {
+
+absl::StatusOr<std::vector<Record>> RunTransportLeaderRecords(const TransportBenchOptions& options,
+                                                              transport::OobChannel& oob,
+                                                              absl::string_view what) {
+  char* buf = nullptr;
+  size_t len = 0;
+  std::FILE* mem = ::open_memstream(&buf, &len);
+  if (mem == nullptr) return absl::ResourceExhaustedError("open_memstream failed");
+  absl::Status run;
+  {
+    Printer printer(TransportTable(), /*json=*/true, mem);
+    run = RunTransportLeader(options, oob, printer);
+  }
+  std::fclose(mem);
+  const std::string text(buf, len);
+  std::free(buf);
+  TR_RETURN_IF_ERROR(Annotate(run, what));
+  std::vector<Record> rows;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
+    if (!absl::StartsWith(line, "{")) continue;
+    TR_ASSIGN_OR_RETURN(Record r, Record::ParseJson(line));
+    rows.push_back(std::move(r));
+  }
+  return rows;
 }
 
 }  // namespace bench

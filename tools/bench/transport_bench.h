@@ -55,6 +55,12 @@ absl::StatusOr<std::vector<std::string>> ResolveBackends(const TransportBenchOpt
 absl::Status RunTransportLeader(const TransportBenchOptions& options, transport::OobChannel& oob,
                                 Printer& printer);
 
+// RunTransportLeader for other benchmarks: the rows as records instead of
+// printed. A failed run's status is returned with `what` in front.
+absl::StatusOr<std::vector<Record>> RunTransportLeaderRecords(const TransportBenchOptions& options,
+                                                              transport::OobChannel& oob,
+                                                              absl::string_view what);
+
 struct FollowerOptions {
   std::string name = "bench-follower";
   std::map<std::string, std::string> params;   // override the leader's

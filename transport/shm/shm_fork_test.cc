@@ -155,7 +155,8 @@ class ShmForkTest : public ::testing::Test {
     EXPECT_EQ(ep_->SendMessage("x"), first);
     EXPECT_EQ(ep_->WaitMessage(later).status(), first);
     EXPECT_EQ(ep_->WaitComplete(1, later), first);
-    EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));
+    EXPECT_LT(absl::Now() - start, absl::Seconds(5))
+        << "a failed endpoint must not wait for its 30 s deadlines";
   }
 
   std::string dir_;

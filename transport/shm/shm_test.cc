@@ -210,7 +210,6 @@ TEST_F(ShmTest, ConnectToADestroyedContextFailsByTheDeadline) {
     // once; the accepting side waits for a hello until the deadline.
     EXPECT_TRUE(absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) << s;
     EXPECT_LT(absl::Now() - start, absl::Seconds(2));
-    if (absl::IsUnavailable(s)) EXPECT_LT(absl::Now() - start, absl::Milliseconds(100)) << s;
     EXPECT_NE(s.message().find("peer 'gone'"), absl::string_view::npos) << s;
   }
 }
@@ -254,8 +253,12 @@ TEST_F(ShmTest, PutsDeliverDataBeforeTheirNotification) {
     EXPECT_EQ(n.length, c.len);
     const auto* d = static_cast<const uint8_t*>(dst->data());
     EXPECT_TRUE(Matches(d + c.dst_off, c.len, imm));
-    if (c.dst_off > 0) EXPECT_EQ(d[c.dst_off - 1], 0xCC) << "byte before the range";
-    if (c.dst_off + c.len < kBig) EXPECT_EQ(d[c.dst_off + c.len], 0xCC) << "byte after";
+    if (c.dst_off > 0) {
+      EXPECT_EQ(d[c.dst_off - 1], 0xCC) << "byte before the range";
+    }
+    if (c.dst_off + c.len < kBig) {
+      EXPECT_EQ(d[c.dst_off + c.len], 0xCC) << "byte after";
+    }
     std::memset(dst->data(), 0xCC, dst->size());
     ++imm;
   }
@@ -534,7 +537,7 @@ TEST_F(ShmTest, WaitsHonorTheirDeadlineAndLeaveTheEndpointUsable) {
             absl::StatusCode::kDeadlineExceeded);
   const absl::Duration took = absl::Now() - start;
   EXPECT_GE(took, absl::Milliseconds(50));
-  EXPECT_LT(took, absl::Milliseconds(500));
+  EXPECT_LT(took, absl::Seconds(5)) << "a 50 ms wait must not run on";
   EXPECT_EQ(ab->WaitMessage(absl::InfinitePast()).status().code(),
             absl::StatusCode::kDeadlineExceeded);
   ASSERT_OK(ab->status());

@@ -38,26 +38,7 @@ absl::StatusOr<std::vector<Record>> Lead(const EpPlan& plan, transport::OobChann
   o.baseline = Baseline::kNone;
   o.timeout = plan.timeout;
   o.inter_node = true;
-  char* buf = nullptr;
-  size_t len = 0;
-  std::FILE* mem = ::open_memstream(&buf, &len);
-  if (mem == nullptr) return absl::ResourceExhaustedError("open_memstream failed");
-  absl::Status run;
-  {
-    Printer printer(TransportTable(), /*json=*/true, mem);
-    run = RunTransportLeader(o, oob, printer);
-  }
-  std::fclose(mem);
-  const std::string text(buf, len);
-  std::free(buf);
-  TR_RETURN_IF_ERROR(Annotate(run, "ucx bandwidth between node 0 and node 1"));
-  std::vector<Record> rows;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
-    if (!absl::StartsWith(line, "{")) continue;
-    TR_ASSIGN_OR_RETURN(Record r, Record::ParseJson(line));
-    rows.push_back(std::move(r));
-  }
-  return rows;
+  return RunTransportLeaderRecords(o, oob, "ucx bandwidth between node 0 and node 1");
 }
 
 }  // namespace
