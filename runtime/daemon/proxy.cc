@@ -224,6 +224,9 @@ void Proxy::BreakRank(int r, absl::Status status) {
   Slot& s = slots_[static_cast<size_t>(r)];
   if (s.broken) return;
   s.broken = true;
+  // Its commands will never be served: other threads (Pending, the bridge)
+  // must stop counting them.
+  active_[static_cast<size_t>(r)]->store(false, std::memory_order_release);
   TR_LOG(ERROR, kLog) << status.message();
   if (callbacks_.rank_broken) callbacks_.rank_broken(r, status);
 }

@@ -12,6 +12,10 @@ absl::Status Validate(const EpConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("EpConfig: world size ", c.topology.world_size(), " exceeds 65536"));
   }
+  if (c.topology.ranks_per_node > kMaxRanksPerNode) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EpConfig: ranks_per_node=", c.topology.ranks_per_node, " exceeds ", kMaxRanksPerNode));
+  }
   if (c.hidden < 1 || c.hidden > (int64_t{1} << 24)) {
     return absl::InvalidArgumentError(
         absl::StrCat("EpConfig: hidden=", c.hidden, " must be in 1..", int64_t{1} << 24));

@@ -25,6 +25,9 @@ namespace ep {
 //     node-level forwarding or reduction (the benchmark's comparison).
 enum class EpRouting { kHierarchical, kFlat };
 
+// Local ranks are byte-sized in the forwarding plan (one node's fan-out).
+inline constexpr int kMaxRanksPerNode = 256;
+
 struct EpConfig {
   EpTopology topology;
   int top_k = 1;
@@ -55,7 +58,8 @@ struct EpConfig {
 // InvalidArgument naming the offending values unless the topology, top_k
 // and max_nodes pass Validate(topology, top_k, max_nodes) (types.h), hidden
 // is in 1..2^24, combine_dtype is FP32 or BF16, fp8_keep_quantized comes with
-// FP8 dispatch, align is in 1..4096, and the world has at most 65536 ranks.
+// FP8 dispatch, align is in 1..4096, and the world has at most 65536 ranks,
+// at most kMaxRanksPerNode per node.
 absl::Status Validate(const EpConfig& config);
 
 // Fingerprint of everything that shapes the wire format and the buffers.

@@ -1,4 +1,6 @@
 // The dispatch operation's counts phase and output sizing (dispatch.h).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -203,6 +205,16 @@ absl::StatusOr<bool> DispatchOp::ReadChannelCounts(Wiring& w) {
   return progress;
 }
 
+namespace {
+
+double PhysicalMemoryBytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
+}
+
+}  // namespace
+
 absl::Status DispatchOp::SetupReceiver(Wiring& w) {
   DispatchPlan& p = *building_;
   const int epr = w.epr;
@@ -241,6 +253,15 @@ absl::Status DispatchOp::SetupReceiver(Wiring& w) {
     p.expert_offsets[e + 1] = p.expert_offsets[e] + (n + align - 1) / align * align;
   }
   p.rows = p.expert_offsets[epr];
+  // The counts come from peers: refuse sizes this host cannot hold before
+  // allocating anything (a corrupt or hostile count must not abort us).
+  const double need = static_cast<double>(p.rows) *
+                      static_cast<double>(row_bytes_ + 4 * sizeof(int32_t) + sizeof(float));
+  if (need > PhysicalMemoryBytes()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "dispatch: the peers' counts announce ", p.rows, " rows (", need,
+        " bytes), more than this host's memory; counts corrupt or the batch too large"));
+  }
   p.row_src_rank.assign(p.rows, -1);
   p.row_src_token.assign(p.rows, -1);
   p.row_topk_slot.assign(p.rows, -1);

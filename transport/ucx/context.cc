@@ -74,8 +74,12 @@ absl::Status UcxContext::Init() {
   TR_RETURN_IF_ERROR(
       StatusFromUcs(ucp_worker_create(ucp_.get(), &wp, &worker), "ucx: ucp_worker_create"));
   worker_.reset(worker);
-  TR_RETURN_IF_ERROR(
-      StatusFromUcs(ucp_worker_get_efd(worker, &event_fd_), "ucx: ucp_worker_get_efd"));
+  // Without an event fd (a transport that cannot signal) callers poll.
+  if (const ucs_status_t efd = ucp_worker_get_efd(worker, &event_fd_); efd != UCS_OK) {
+    TR_LOG(WARNING, kLog) << "ucx: ucp_worker_get_efd: " << ucs_status_string(efd)
+                          << "; waits will poll";
+    event_fd_ = -1;
+  }
 
   ucp_worker_attr_t wattr = {};
   wattr.field_mask = UCP_WORKER_ATTR_FIELD_MAX_AM_HEADER;
@@ -261,7 +265,7 @@ absl::Status UcxContext::Progress() {
 
 absl::StatusOr<bool> UcxContext::ArmEventFd() {
   // ucp_worker_arm is valid only once progress found nothing to do.
-  if (ProgressOnce()) return false;
+  if (ProgressOnce() || event_fd_ < 0) return false;
   for (const auto& [id, peer] : peers_) {
     if (peer->HasDeliveries()) return false;
   }
@@ -291,7 +295,7 @@ absl::Status UcxContext::WaitFor(absl::FunctionRef<absl::StatusOr<bool>()> done,
     }
     ++idle;
     if (idle < kSpinRounds) continue;
-    if (idle < kYieldRounds) {
+    if (idle < kYieldRounds || event_fd_ < 0) {
       sched_yield();
       continue;
     }

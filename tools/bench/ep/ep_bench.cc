@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "runtime/ep/buffer_plan.h"
+#include "runtime/ep/config.h"
 #include "tools/bench/ep/aggregate.h"
 #include "tools/bench/ep/ep_rank.h"
 #include "tools/bench/ep/tokenrail_exchange.h"
@@ -104,6 +105,10 @@ absl::Status RunCluster(const EpBenchOptions& o, const EpPlan& plan, bool netns,
   lo.placement.ranks_per_node = plan.workload.topology.ranks_per_node;
   lo.netns = netns;
   lo.job_name = "ep-bench";
+  // Every wait inside a rank is bounded by plan.timeout; this bounds the
+  // whole run too (setup, all cases, teardown).
+  lo.timeout =
+      plan.timeout * static_cast<double>(plan.cases.size() * (plan.warmup + plan.iters) + 4);
   lo.experts = plan.workload.topology.experts;
   lo.top_k = plan.workload.top_k;
   lo.max_nodes_per_token = plan.workload.max_nodes;
@@ -207,6 +212,15 @@ absl::StatusOr<TopologyPlans> MakeTopologyPlans(const EpBenchOptions& o, int nod
     p.hosts.push_back(t.netns ? launch::NetnsCluster::NodeAddress(n) : "127.0.0.1");
   }
   TR_RETURN_IF_ERROR(Validate(p));
+  // The engine's own limits (hidden, align, ranks per node, ...), before any
+  // rank builds inputs of that size.
+  if (p.align < 1 || p.align > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("--align=", p.align, " must be in 1..4096"));
+  }
+  for (const CaseSpec& c : p.cases) {
+    TR_RETURN_IF_ERROR(Annotate(ep::Validate(MakeEpConfig(p, c)),
+                                absl::StrCat("topology ", nodes, "x", ranks_per_node)));
+  }
   return t;
 }
 

@@ -95,12 +95,13 @@ TEST(EpBenchTest, TinyClustersVerifiedAndParsed) {
   EXPECT_EQ(ratios.count("roundtrip speedup vs flat routing/2x1"), 1u) << run.text;
   EXPECT_EQ(ratios.count("fp8 / bf16 dispatch bytes/2x1"), 1u) << run.text;
   EXPECT_EQ(ratios.count("inter-node GB/s during dispatch / UCX tcp put bw/2x1"), 1u) << run.text;
-  // 256 FP8 codes + 8 B of scales vs 512 B of BF16 per token (+ headers):
-  // well under the 0.53 target.
+  // Records: 256 FP8 codes + 8 B of scales vs 512 B of BF16 per token, 288
+  // vs 544 B with their headers (0.529); chunk headers, counts and credits,
+  // the same for both, weigh more at 64 tokens than at the target shape.
   const Record* fp8 = ratios["fp8 / bf16 dispatch bytes/2x1"];
-  if (fp8 != nullptr) {
-    EXPECT_LT(*fp8->GetDouble("value"), 0.7);
-  }
+  ASSERT_NE(fp8, nullptr);
+  EXPECT_GT(*fp8->GetDouble("value"), 0.529);
+  EXPECT_LT(*fp8->GetDouble("value"), 0.6);
 }
 
 TEST(EpBenchTest, UsageErrors) {
