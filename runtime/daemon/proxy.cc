@@ -288,12 +288,9 @@ bool Proxy::Sleep(int64_t* poll_sleep_ns) {
     } else if (!*armed) {
       return false;
     }
-    BlockOnNetwork(overflow || !armed.ok() ? *poll_sleep_ns : kEventSleepNs);
-    if (overflow || !armed.ok()) {
-      *poll_sleep_ns = std::min(
-          *poll_sleep_ns * 2,
-          std::max<int64_t>(kFirstSleepNs, absl::ToInt64Nanoseconds(config_.max_poll_sleep)));
-    }
+    const bool poll = overflow || !armed.ok();
+    BlockOnNetwork(poll ? *poll_sleep_ns : kEventSleepNs);
+    if (poll) BackOff(poll_sleep_ns);
     return true;
   }
   // Without an event fd, the network (if any) is polled.
@@ -305,12 +302,14 @@ bool Proxy::Sleep(int64_t* poll_sleep_ns) {
                ops_waiting_.load(std::memory_order_acquire) || AnyCommandWaiting();
       },
       poll ? *poll_sleep_ns : kIdleSleepNs);
-  if (poll) {
-    *poll_sleep_ns = std::min(
-        *poll_sleep_ns * 2,
-        std::max<int64_t>(kFirstSleepNs, absl::ToInt64Nanoseconds(config_.max_poll_sleep)));
-  }
+  if (poll) BackOff(poll_sleep_ns);
   return true;
+}
+
+void Proxy::BackOff(int64_t* poll_sleep_ns) const {
+  *poll_sleep_ns =
+      std::min(*poll_sleep_ns * 2,
+               std::max<int64_t>(kFirstSleepNs, absl::ToInt64Nanoseconds(config_.max_poll_sleep)));
 }
 
 void Proxy::BlockOnNetwork(int64_t timeout_ns) {

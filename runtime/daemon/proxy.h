@@ -165,6 +165,8 @@ class Proxy {
   // or a bounded time passed. `poll_sleep_ns` is the back-off of the polled
   // modes. Returns false when it found work instead of sleeping.
   bool Sleep(int64_t* poll_sleep_ns);
+  // Doubles a polled sleep, up to max_poll_sleep.
+  void BackOff(int64_t* poll_sleep_ns) const;
   // Sleeps in poll() on the armed transport fd and the wake eventfd.
   void BlockOnNetwork(int64_t timeout_ns);
   // The bridge thread (see above).
