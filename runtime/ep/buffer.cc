@@ -31,6 +31,9 @@ bool IsDone(absl::Mutex& mu, const bool& done) ABSL_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 // Runs the rank client's barrier on the engine thread, in operation order.
+// Its timeout starts when the engine reaches it, not when it was queued: a
+// barrier behind a slow operation must not start with an expired deadline
+// (which would fail the buffer, see RunBlocking).
 class BarrierOp final : public Op {
  public:
   struct Result {
@@ -38,8 +41,8 @@ class BarrierOp final : public Op {
     bool done ABSL_GUARDED_BY(mu) = false;
     absl::Status status ABSL_GUARDED_BY(mu);
   };
-  BarrierOp(absl::Time deadline, std::shared_ptr<Result> result)
-      : deadline_(deadline), result_(std::move(result)) {}
+  BarrierOp(absl::Duration timeout, std::shared_ptr<Result> result)
+      : timeout_(timeout), result_(std::move(result)) {}
 
   absl::Status Start(Wiring&) override { return absl::OkStatus(); }
   absl::StatusOr<bool> Step(Wiring&) override { return false; }
@@ -48,7 +51,7 @@ class BarrierOp final : public Op {
   // A barrier that fails (even by its deadline) leaves the ranks' operation
   // sequences misaligned: the engine then fails the buffer.
   absl::Status RunBlocking(Wiring& w) override {
-    return Annotate(w.comm->Barrier(deadline_), "EpBuffer::Barrier");
+    return Annotate(w.comm->Barrier(absl::Now() + timeout_), "EpBuffer::Barrier");
   }
   void Complete(const absl::Status& status, Wiring&, const EpOpStats&) override {
     absl::MutexLock lock(&result_->mu);
@@ -59,11 +62,11 @@ class BarrierOp final : public Op {
   void AddStats(EpStats*) const override {}
 
  private:
-  const absl::Time deadline_;
+  const absl::Duration timeout_;
   std::shared_ptr<Result> result_;
 };
 
-absl::Status ValidateInput(const EpConfig& c, const DispatchInput& in) {
+absl::Status ValidateInput(const DispatchInput& in) {
   if (in.tokens < 0 || in.tokens > kMaxDispatchTokens) {
     return absl::InvalidArgumentError(
         absl::StrCat("Dispatch: tokens=", in.tokens, " must be in 0..", kMaxDispatchTokens));
@@ -138,7 +141,7 @@ absl::StatusOr<std::shared_ptr<DispatchHandle>> EpBuffer::Dispatch(
     const DispatchInput& input, std::shared_ptr<const DispatchHandle> reuse_layout) {
   absl::MutexLock lock(&submit_mu_);
   TR_RETURN_IF_ERROR(engine_->status());
-  TR_RETURN_IF_ERROR(ValidateInput(config_, input));
+  TR_RETURN_IF_ERROR(ValidateInput(input));
   const Wiring& w = engine_->wiring();
   auto state = std::make_shared<DispatchHandle::State>();
   state->buffer_id = engine_->id();
@@ -204,10 +207,15 @@ absl::Status EpBuffer::Barrier(absl::Time deadline) {
   {
     absl::MutexLock lock(&submit_mu_);
     TR_RETURN_IF_ERROR(engine_->status());
-    TR_RETURN_IF_ERROR(engine_->Submit(std::make_unique<BarrierOp>(deadline, result)));
+    // The caller's remaining time, measured now, bounds the barrier itself
+    // from when it starts.
+    TR_RETURN_IF_ERROR(
+        engine_->Submit(std::make_unique<BarrierOp>(deadline - absl::Now(), result)));
   }
-  // The barrier itself ends by `deadline`; the margin covers operations
-  // queued before it that are still running.
+  // Queued behind a slow operation, the barrier may still be pending at
+  // `deadline`: the caller gets DeadlineExceeded and the barrier runs later.
+  // Not queued, it ends by about `deadline` itself; the margin lets its own
+  // result (naming what failed) reach the caller.
   return WaitDone(result->mu, result->done, result->status, deadline + absl::Seconds(1),
                   "the barrier");
 }

@@ -209,6 +209,9 @@ class EpBuffer {
   absl::StatusOr<std::shared_ptr<CombineHandle>> Combine(
       std::shared_ptr<const DispatchHandle> dispatch, const CombineInput& input);
   // Collective barrier, in operation order (blocks the caller).
+  // DeadlineExceeded when it has not completed by `deadline` (give or take
+  // a second); one still queued behind earlier operations then runs later,
+  // bounded by the time the caller had left when it called.
   absl::Status Barrier(absl::Time deadline);
 
   const EpConfig& config() const { return config_; }

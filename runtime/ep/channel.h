@@ -57,8 +57,6 @@ class ChannelWriter {
   // room for it now.
   absl::StatusOr<bool> WriteMessage(const char* data, size_t len);
 
-  uint64_t slot_bytes() const { return slot_bytes_; }
-  uint64_t slots() const { return count_; }
   const std::string& name() const { return name_; }
 
  private:
@@ -93,7 +91,6 @@ class ChannelReader {
   // publishes them. False when it has not fully arrived yet.
   absl::StatusOr<bool> ReadMessage(size_t len, std::string* out);
 
-  uint64_t slot_bytes() const { return slot_bytes_; }
   const std::string& name() const { return name_; }
 
  private:

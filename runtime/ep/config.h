@@ -65,7 +65,8 @@ absl::Status Validate(const EpConfig& config);
 // Fingerprint of everything that shapes the wire format and the buffers.
 uint32_t ConfigFingerprint(const EpConfig& config);
 
-// "2x2 ranks, 16 experts, top-4, M=2, hidden 2048, bf16/bf16, hierarchical"
+// "2x2 ranks, 16 experts, top-4, M=2, hidden 2048, bf16/bf16, align 1,
+// hierarchical, buffers 8388608 B" (" (fp8 kept)" after the dtypes when set)
 std::string ToString(const EpConfig& config);
 absl::string_view RoutingName(EpRouting routing);
 

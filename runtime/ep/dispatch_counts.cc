@@ -127,7 +127,6 @@ absl::StatusOr<bool> DispatchOp::WriteChannelCounts(Wiring& w) {
       ChannelCounts cc;
       cc.op_seq = op_seq;
       cc.config_hash = w.hash;
-      int64_t total = 0;
       const int sources = w.plan.flat ? 1 : w.N;
       for (int i = 0; i < sources; ++i) {
         const int src_node = w.plan.flat ? w.node : i;
@@ -143,10 +142,8 @@ absl::StatusOr<bool> DispatchOp::WriteChannelCounts(Wiring& w) {
           for (int x = 0; x < w.epr; ++x)
             e.tokens_per_expert.push_back(pc.tokens_per_expert[j * w.epr + x]);
         }
-        total += e.records;
         cc.entries.push_back(std::move(e));
       }
-      building_->channel_records_out.push_back(total);
       std::string& msg = channel_msg_[j];
       msg.assign(w.plan.counts_message_bytes, '\0');
       EncodeChannelCounts(cc, w.epr, msg.data());

@@ -36,15 +36,12 @@ std::atomic<uint64_t> g_next_engine_id{1};
 
 absl::StatusOr<bool> Wiring::ReturnCredits() {
   bool all = true;
-  for (InboundStream& in : d_in) {
-    TR_ASSIGN_OR_RETURN(bool ok,
-                        in.ReturnCredits(puts, plan.credit_source_offset, plan.credit_sink_offset));
-    all = all && ok;
-  }
-  for (InboundStream& in : c_in) {
-    TR_ASSIGN_OR_RETURN(bool ok,
-                        in.ReturnCredits(puts, plan.credit_source_offset, plan.credit_sink_offset));
-    all = all && ok;
+  for (std::vector<InboundStream>* streams : {&d_in, &c_in}) {
+    for (InboundStream& in : *streams) {
+      TR_ASSIGN_OR_RETURN(
+          bool ok, in.ReturnCredits(puts, plan.credit_source_offset, plan.credit_sink_offset));
+      all = all && ok;
+    }
   }
   return all;
 }

@@ -71,6 +71,27 @@ WorldResult RunWorld(const Scenario& s, absl::Duration put_delay = absl::ZeroDur
   return out;
 }
 
+// Creates every rank's buffer (a collective: one thread per rank). Empty,
+// with the failure reported, when a rank's Create fails.
+std::vector<std::unique_ptr<EpBuffer>> CreateBuffers(InProcessWorld& world, const EpConfig& c) {
+  const int W = world.world_size();
+  std::vector<absl::StatusOr<std::unique_ptr<EpBuffer>>> created(W);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < W; ++r) {
+    threads.emplace_back([&, r] { created[r] = EpBuffer::Create(world.comm(r), c); });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<std::unique_ptr<EpBuffer>> bufs;
+  for (int r = 0; r < W; ++r) {
+    if (!created[r].ok()) {
+      ADD_FAILURE() << "rank " << r << ": " << created[r].status();
+      return {};
+    }
+    bufs.push_back(*std::move(created[r]));
+  }
+  return bufs;
+}
+
 void ExpectAllOk(const WorldResult& w, const std::string& what) {
   for (size_t r = 0; r < w.reports.size(); ++r) {
     EXPECT_TRUE(w.reports[r].ok()) << what << " rank " << r << ": " << w.reports[r].status();
@@ -277,11 +298,8 @@ TEST(EngineTest, InvalidInputsAreRejectedOnTheCallingRank) {
   wo.nodes = 2;
   wo.ranks_per_node = 1;
   InProcessWorld world(wo);
-  EpConfig c = Config(2, 1, 4, 2, 1, 8);
-  std::vector<std::unique_ptr<EpBuffer>> bufs(2);
-  std::thread other([&] { bufs[1] = *EpBuffer::Create(world.comm(1), c); });
-  bufs[0] = *EpBuffer::Create(world.comm(0), c);
-  other.join();
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(2, 1, 4, 2, 1, 8));
+  ASSERT_EQ(bufs.size(), 2u);
   std::vector<float> x(2 * 8, 1.0f), w(4, 0.5f);
   auto dispatch = [&](std::vector<int32_t> idx, int64_t tokens) {
     DispatchInput in;
@@ -313,13 +331,8 @@ TEST(EngineTest, AsyncAndFailure) {
   wo.nodes = 2;
   wo.ranks_per_node = 2;
   InProcessWorld world(wo);
-  EpConfig c = Config(2, 2, 8, 2, 2, 16);
-  std::vector<std::unique_ptr<EpBuffer>> bufs(4);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < 4; ++r) {
-    threads.emplace_back([&, r] { bufs[r] = *EpBuffer::Create(world.comm(r), c); });
-  }
-  for (auto& t : threads) t.join();
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(2, 2, 8, 2, 2, 16));
+  ASSERT_EQ(bufs.size(), 4u);
   std::vector<float> x(8 * 16, 1.0f), w(16, 0.25f);
   std::vector<int32_t> idx = {0, 4, 1, 5, 2, 6, 3, 7, 0, 7, 1, 6, 2, 5, 3, 4};
   DispatchInput in{8, x.data(), DType::kFloat32, idx.data(), w.data()};
@@ -353,24 +366,26 @@ TEST(EngineTest, NonFiniteFp8InputFailsOnlyItsRankAndTheExchangeCompletes) {
   InProcessWorld world(wo);
   EpConfig c = Config(2, 1, 4, 2, 2, 130);
   c.dispatch_dtype = DType::kFp8E4M3;
-  std::vector<std::unique_ptr<EpBuffer>> bufs(2);
-  std::vector<absl::Status> dstat(2), cstat(2);
-  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, c);
+  ASSERT_EQ(bufs.size(), 2u);
   std::vector<int32_t> idx = {0, 2, 1, 3};
   std::vector<float> w(4, 0.5f);
   std::vector<std::vector<float>> x(2, std::vector<float>(2 * 130, 1.0f));
   x[1][130 + 129] = NAN;  // rank 1, token 1, tile 1
+  // Dispatch and Combine only enqueue: one thread drives both ranks.
+  std::vector<std::shared_ptr<DispatchHandle>> d(2);
+  std::vector<absl::StatusOr<std::shared_ptr<CombineHandle>>> comb(2);
+  std::vector<absl::Status> dstat(2), cstat(2);
   for (int r = 0; r < 2; ++r) {
-    threads.emplace_back([&, r] {
-      bufs[r] = *EpBuffer::Create(world.comm(r), c);
-      auto d = *bufs[r]->Dispatch({2, x[r].data(), DType::kFloat32, idx.data(), w.data()});
-      dstat[r] = d->Wait(absl::Now() + absl::Seconds(20));
-      const DispatchOutput& o = d->output();
-      auto comb = bufs[r]->Combine(d, {o.x, DType::kBFloat16});
-      cstat[r] = comb.ok() ? (*comb)->Wait(absl::Now() + absl::Seconds(20)) : comb.status();
-    });
+    d[r] = *bufs[r]->Dispatch({2, x[r].data(), DType::kFloat32, idx.data(), w.data()});
   }
-  for (auto& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) dstat[r] = d[r]->Wait(absl::Now() + absl::Seconds(20));
+  for (int r = 0; r < 2; ++r) {
+    comb[r] = bufs[r]->Combine(d[r], {d[r]->output().x, DType::kBFloat16});
+  }
+  for (int r = 0; r < 2; ++r) {
+    cstat[r] = comb[r].ok() ? (*comb[r])->Wait(absl::Now() + absl::Seconds(20)) : comb[r].status();
+  }
   EXPECT_TRUE(dstat[0].ok()) << dstat[0];
   EXPECT_EQ(dstat[1].code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(dstat[1].message().find("token 1"), std::string::npos) << dstat[1];
@@ -380,24 +395,47 @@ TEST(EngineTest, NonFiniteFp8InputFailsOnlyItsRankAndTheExchangeCompletes) {
   EXPECT_TRUE(bufs[1]->status().ok()) << "an input problem must not fail the buffer";
 }
 
+TEST(EngineTest, QueuedBarrierTimesFromItsStart) {
+  InProcessWorld::Options wo;
+  wo.nodes = 1;
+  wo.ranks_per_node = 2;
+  InProcessWorld world(wo);
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(1, 2, 4, 2, 1, 16));
+  ASSERT_EQ(bufs.size(), 2u);
+  std::vector<int32_t> idx = {0, 2, 1, 3};  // 2 tokens
+  std::vector<float> x(2 * 16, 1.0f), w(4, 0.5f);
+  const DispatchInput in{2, x.data(), DType::kFloat32, idx.data(), w.data()};
+  // Rank 0's barrier queues behind a dispatch that waits for rank 1: the
+  // caller's deadline passes first.
+  std::shared_ptr<DispatchHandle> d0 = *bufs[0]->Dispatch(in);
+  absl::Status b0 = bufs[0]->Barrier(absl::Now() + absl::Seconds(2));
+  EXPECT_EQ(b0.code(), absl::StatusCode::kDeadlineExceeded) << b0;
+  // Rank 1 catches up, and joins the barrier after rank 0's has started:
+  // that one has its 2 s from then, and neither buffer fails.
+  std::shared_ptr<DispatchHandle> d1 = *bufs[1]->Dispatch(in);
+  EXPECT_TRUE(d0->Wait(absl::Now() + absl::Seconds(10)).ok());
+  EXPECT_TRUE(d1->Wait(absl::Now() + absl::Seconds(10)).ok());
+  absl::SleepFor(absl::Milliseconds(200));
+  absl::Status b1 = bufs[1]->Barrier(absl::Now() + absl::Seconds(10));
+  EXPECT_TRUE(b1.ok()) << b1;
+  EXPECT_TRUE(bufs[0]->status().ok()) << bufs[0]->status();
+  EXPECT_TRUE(bufs[1]->status().ok()) << bufs[1]->status();
+}
+
 TEST(EngineTest, StatsArePublished) {
   InProcessWorld::Options wo;
   wo.nodes = 1;
   wo.ranks_per_node = 2;
   InProcessWorld world(wo);
-  EpConfig c = Config(1, 2, 4, 2, 1, 16);
-  std::vector<std::unique_ptr<EpBuffer>> bufs(2);
-  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(1, 2, 4, 2, 1, 16));
+  ASSERT_EQ(bufs.size(), 2u);
   std::vector<int32_t> idx = {0, 2, 1, 3, 0, 1};  // 3 tokens
   std::vector<float> x(3 * 16, 1.0f), w(6, 0.5f);
+  std::vector<std::shared_ptr<DispatchHandle>> d(2);
   for (int r = 0; r < 2; ++r) {
-    threads.emplace_back([&, r] {
-      bufs[r] = *EpBuffer::Create(world.comm(r), c);
-      auto d = *bufs[r]->Dispatch({3, x.data(), DType::kFloat32, idx.data(), w.data()});
-      ASSERT_TRUE(d->Wait(absl::Now() + absl::Seconds(20)).ok());
-    });
+    d[r] = *bufs[r]->Dispatch({3, x.data(), DType::kFloat32, idx.data(), w.data()});
   }
-  for (auto& t : threads) t.join();
+  for (int r = 0; r < 2; ++r) ASSERT_TRUE(d[r]->Wait(absl::Now() + absl::Seconds(20)).ok()) << r;
   // Rank 0 hosts experts 0, 1: each rank sends it tokens {0 (e0), 1 (e1), 2 (e0, e1)}.
   EpStats s0 = bufs[0]->stats();
   EXPECT_EQ(s0.dispatches, 1u);

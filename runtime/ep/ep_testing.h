@@ -10,7 +10,8 @@
 //     equal ReferenceDispatch's; every payload row equals, bit for bit, the
 //     source row after the wire's rounding (BF16 rounding, or FP8
 //     quantize + dequantize-to-BF16; FP8 kept: the same codes and scales);
-//     encoded payloads are decoded (DecodePayloadRow names a misplaced row);
+//     encoded payloads on a BF16 or FP32 wire are decoded (DecodePayloadRow
+//     names a misplaced row; E4M3 is too coarse to carry the code);
 //     FP8 rows are within the E4M3 bound of the original value:
 //       |x - deq| <= Fp8ErrorBound(x, tile scale) + Bf16RoundingBound(deq).
 //   combine: y against ReferenceCombine of the same expert outputs, within

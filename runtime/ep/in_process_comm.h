@@ -4,8 +4,9 @@
 // directly addressable, and puts executed by a delivery thread in post order
 // (memcpy, then the notification, then the completion), optionally delayed
 // to expose code that reuses a source before its put completed. Collectives
-// are real (they wait for every rank, bounded by their deadline). Fail()
-// makes every rank's status Unavailable, like a dead rank would.
+// are real (they wait for every rank, bounded by their deadline). Fail(s)
+// makes every rank's comm report s (the first one passed), as a dead rank
+// would.
 //
 // For the engine's single-process tests: the wire protocol, the channels,
 // chunking and flow control run exactly as between processes; only the

@@ -35,10 +35,6 @@ struct Csr {
   size_t size() const { return offsets.size() - 1; }
   int64_t begin(size_t i) const { return offsets[i]; }
   int64_t end(size_t i) const { return offsets[i + 1]; }
-  void Clear() {
-    offsets.assign(1, 0);
-    values.clear();
-  }
   void CloseItem() { offsets.push_back(static_cast<int64_t>(values.size())); }
 };
 
@@ -47,7 +43,7 @@ struct DispatchPlan {
   int64_t tokens = 0;
   std::vector<int32_t> topk_idx;  // [tokens * top_k], for the reuse check
   Layout layout;
-  Csr<int32_t> dests;                    // per token: part codes, sorted
+  Csr<int32_t> dests;                    // per token: part codes, by destination global rank
   std::vector<int32_t> records_to_peer;  // [P]
 
   // ---- as a forwarder (hierarchical): records from remote peer q, in
@@ -57,8 +53,6 @@ struct DispatchPlan {
     Csr<uint8_t> ranks;
   };
   std::vector<Forward> forward;  // [P]
-  // Records this rank writes into channel me -> j per operation.
-  std::vector<int64_t> channel_records_out;  // [R]
 
   // ---- as a receiver ----
   int64_t rows = 0;

@@ -153,13 +153,6 @@ absl::StatusOr<const ChunkHeader*> InboundStream::Current(uint32_t op_seq) {
 }
 
 void InboundStream::Finish() {
-  if (header_.kind == static_cast<uint32_t>(ChunkKind::kRecords)) {
-    bytes_.records += header_.body_bytes;
-    bytes_.metadata += kChunkHeaderBytes;
-  } else {
-    bytes_.metadata += kChunkHeaderBytes + header_.body_bytes;
-  }
-  ++bytes_.chunks;
   arrived_.pop_front();
   ++consumed_;
   parsed_ = false;

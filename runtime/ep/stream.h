@@ -55,7 +55,8 @@ class PutTracker {
   std::deque<uint64_t> ids_;  // increasing
 };
 
-// Bytes a stream moved, by purpose (what the benchmark reports).
+// Bytes a stream moved, by purpose (what the benchmark reports). An inbound
+// stream counts only its credits: the sender counts the rest.
 struct StreamBytes {
   uint64_t records = 0;  // record bytes
   uint64_t record_count = 0;
@@ -86,7 +87,6 @@ class OutboundStream {
   char* NextRecord(const PutTracker& puts);
   void CommitRecord() { ++records_; }
   bool full() const { return records_ == p_.max_records; }
-  bool has_records() const { return records_ > 0; }
 
   // Posts the open chunk (if it holds records) when a credit and a put slot
   // are free. True when nothing is left open.
@@ -98,7 +98,6 @@ class OutboundStream {
   absl::Status AddCredits(uint32_t n);
 
   const StreamBytes& bytes() const { return bytes_; }
-  int peer_rank() const { return p_.peer_rank; }
   const std::string& name() const { return p_.name; }
   // Every chunk sent has been credited back (the peer consumed it).
   bool drained() const { return credited_ == sent_ && records_ == 0; }
@@ -152,7 +151,6 @@ class InboundStream {
   absl::StatusOr<bool> ReturnCredits(PutTracker& puts, size_t credit_source, size_t credit_sink);
 
   const StreamBytes& bytes() const { return bytes_; }
-  int peer_rank() const { return p_.peer_rank; }
   const std::string& name() const { return p_.name; }
 
  private:

@@ -126,7 +126,6 @@ inline float LoadF32(const char* p) {
   return v;
 }
 inline void StoreI32(char* p, int32_t v) { std::memcpy(p, &v, sizeof(v)); }
-inline void StoreF32(char* p, float v) { std::memcpy(p, &v, sizeof(v)); }
 
 inline int32_t RecordToken(const char* rec) { return LoadI32(rec); }
 inline int32_t RecordRank(const char* rec) { return LoadI32(rec + 4); }

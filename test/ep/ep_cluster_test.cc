@@ -3,7 +3,8 @@
 // ep_rank on every rank, which checks dispatch and combine against the
 // single-process reference (see ep_rank.cc for the suites). Here: the
 // topologies the issue names, determinism across launches, a rank that dies
-// mid-dispatch, and (ep_cluster_netns_test) 2x2 across network namespaces.
+// between dispatches (before issuing the one its peers then wait for), and
+// (ep_cluster_netns_test) 2x2 across network namespaces.
 #include <sys/wait.h>
 #include <unistd.h>
 

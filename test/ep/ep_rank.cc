@@ -18,7 +18,8 @@
 //          tokens on one expert and padding, `--determinism_runs` repeats
 //          with identical bits, and every invalid configuration and input.
 //   fault  dispatches in a loop; rank --die_rank exits without detaching
-//          in the middle; the others must see Unavailable naming it.
+//          after round 2, before issuing round 3; the others must see
+//          their round-3 dispatch fail Unavailable naming it.
 // Measurements are `tokenrail-bench ep`'s (tools/bench/ep).
 #include <unistd.h>
 
@@ -47,7 +48,7 @@ ABSL_FLAG(int, max_nodes, 1, "M: nodes a token may reach");
 ABSL_FLAG(int, tokens, 64, "tokens per rank (varied per rank by the scenarios)");
 ABSL_FLAG(int, hidden, 96, "hidden size");
 ABSL_FLAG(int, determinism_runs, 20, "full: identical-bits repetitions");
-ABSL_FLAG(int, die_rank, -1, "fault: the rank that exits mid-dispatch");
+ABSL_FLAG(int, die_rank, -1, "fault: the rank that exits before issuing dispatch round 3");
 ABSL_FLAG(uint64_t, seed, 1, "input seed");
 
 namespace tokenrail {

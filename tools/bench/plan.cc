@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "common/bytes.h"
 #include "common/status.h"
+#include "tools/bench/align.h"
 #include "tools/bench/report.h"
 
 namespace tokenrail {
@@ -21,8 +22,6 @@ constexpr size_t kMaxTests = 4096;
 constexpr size_t kMaxParams = 256;
 constexpr size_t kMaxString = 4096;
 constexpr uint64_t kSlotAlign = 64;  // cache line: slots never share one
-
-uint64_t RoundUp(uint64_t v, uint64_t align) { return (v + align - 1) / align * align; }
 
 }  // namespace
 

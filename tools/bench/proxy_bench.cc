@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <variant>
 
@@ -18,6 +19,7 @@
 #include "common/bytes.h"
 #include "common/status.h"
 #include "runtime/client/client.h"
+#include "tools/bench/align.h"
 #include "tools/bench/pattern.h"
 #include "tools/bench/plan.h"
 #include "tools/bench/transport_bench.h"
@@ -48,8 +50,6 @@ constexpr uint32_t kStreamPing = 101, kStreamPong = 102, kStreamBw = 103;
 
 // Budget per symmetric region (two per rank) for rotating slots.
 constexpr uint64_t kRegionBudget = 32ull << 20;
-
-uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 // As MakePlan (plan.h): the same counts as the direct measurement.
 uint64_t ItersFor(const ProxyPlan& p, uint64_t size) {
@@ -465,16 +465,18 @@ class ResultSink : public launch::OutputSink {
   explicit ResultSink(Printer& printer)
       : printer_(printer), forward_(STDERR_FILENO, STDERR_FILENO) {}
   void Line(absl::string_view label, launch::Stream stream, absl::string_view line) override {
-    if (label == "n0/r0" && absl::StartsWith(line, kRowTag)) {
-      absl::StatusOr<Record> r = Record::ParseJson(line.substr(strlen(kRowTag)));
+    if (label == "n0/r0") {
+      absl::StatusOr<std::optional<Record>> r = Record::ParseTagged(kRowTag, line);
       if (!r.ok()) {
         error_ = r.status();
         return;
       }
-      if (!r->GetBool("verified").value_or(false)) verified_ = false;
-      printer_.Row(*r);
-      ++rows_;
-      return;
+      if (r->has_value()) {
+        if (!(*r)->GetBool("verified").value_or(false)) verified_ = false;
+        printer_.Row(**r);
+        ++rows_;
+        return;
+      }
     }
     forward_.Line(label, stream, line);
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace tokenrail {
 namespace bench {
@@ -342,6 +343,14 @@ class FlatJsonParser {
 
 absl::StatusOr<Record> Record::ParseJson(absl::string_view line) {
   return FlatJsonParser(line).Parse();
+}
+
+absl::StatusOr<std::optional<Record>> Record::ParseTagged(absl::string_view tag,
+                                                          absl::string_view line) {
+  if (!absl::ConsumePrefix(&line, tag)) return std::nullopt;
+  absl::StatusOr<Record> r = ParseJson(line);
+  if (!r.ok()) return r.status();
+  return std::optional<Record>(std::move(*r));
 }
 
 // ---------------------------------------------------------------- sizes

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -85,6 +86,13 @@ class Record {
   // integers. InvalidArgument naming the position of a syntax error; nested
   // objects and arrays are rejected.
   static absl::StatusOr<Record> ParseJson(absl::string_view line);
+
+  // A result line that a rank prints for its orchestrator: `tag` (e.g.
+  // "TR_EP_ROW "), then the record as ToJson writes it. nullopt when `line`
+  // does not start with `tag` (not a result line); ParseJson's error when
+  // what follows the tag does not parse.
+  static absl::StatusOr<std::optional<Record>> ParseTagged(absl::string_view tag,
+                                                           absl::string_view line);
 
  private:
   Record& SetValue(absl::string_view key, Value value);

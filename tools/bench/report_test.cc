@@ -97,6 +97,19 @@ TEST(RecordTest, ParseRejectsMalformed) {
   EXPECT_TRUE(Record::ParseJson(" { } ").ok());
 }
 
+TEST(RecordTest, ParseTaggedLines) {
+  absl::StatusOr<std::optional<Record>> r = Record::ParseTagged("TAG ", "TAG {\"a\":1}");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ(*(*r)->GetInt("a"), 1);
+  // Not a result line: no record, no error.
+  r = Record::ParseTagged("TAG ", "some log {\"a\":1}");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->has_value());
+  EXPECT_EQ(Record::ParseTagged("TAG ", "TAG {\"a\":").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(SizeTest, FormatsAndParses) {
   EXPECT_EQ(FormatSize(8), "8");
   EXPECT_EQ(FormatSize(4096), "4K");

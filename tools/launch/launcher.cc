@@ -108,7 +108,7 @@ absl::Status ValidateOptions(const LaunchOptions& o) {
   return absl::OkStatus();
 }
 
-std::string FindTokenraild() {
+std::string FindProgram(absl::string_view name, absl::string_view runfiles_path) {
   char self[4096];
   const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
   std::vector<std::string> candidates;
@@ -116,24 +116,26 @@ std::string FindTokenraild() {
   if (n > 0) {
     const std::string exe(self, n);
     std::string dir = exe.substr(0, exe.rfind('/'));
-    candidates.push_back(exe + ".runfiles/tokenrail/runtime/daemon/tokenraild");
-    candidates.push_back(dir + "/tokenraild");
+    candidates.push_back(absl::StrCat(exe, ".runfiles/tokenrail/", runfiles_path));
+    candidates.push_back(absl::StrCat(dir, "/", name));
     // bazel-bin: this binary sits in some package below the output root.
     for (int up = 0; up < 4 && dir.size() > 1; ++up) {
       dir = dir.substr(0, dir.rfind('/'));
-      candidates.push_back(dir + "/runtime/daemon/tokenraild");
+      candidates.push_back(absl::StrCat(dir, "/", runfiles_path));
     }
   }
   for (const char* var : {"RUNFILES_DIR", "TEST_SRCDIR"}) {
     const std::string root = GetEnv(env, var);
-    if (!root.empty()) candidates.push_back(root + "/tokenrail/runtime/daemon/tokenraild");
+    if (!root.empty()) candidates.push_back(absl::StrCat(root, "/tokenrail/", runfiles_path));
   }
   for (const std::string& c : candidates) {
     if (::access(c.c_str(), X_OK) == 0) return c;
   }
-  absl::StatusOr<std::string> in_path = ResolveProgram("tokenraild", GetEnv(env, "PATH"));
+  absl::StatusOr<std::string> in_path = ResolveProgram(name, GetEnv(env, "PATH"));
   return in_path.ok() ? *in_path : "";
 }
+
+std::string FindTokenraild() { return FindProgram("tokenraild", "runtime/daemon/tokenraild"); }
 
 int Launcher::Impl::Run() {
   start_ = absl::Now();

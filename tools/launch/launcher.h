@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/rpc/options.h"
 #include "tools/launch/cluster_env.h"
@@ -102,10 +103,14 @@ struct LaunchOptions {
 // InvalidArgument naming the flag.
 absl::Status ValidateOptions(const LaunchOptions& options);
 
-// tokenraild's path when none is given: this executable's Bazel runfiles
-// (bazel run, tests, binaries that list tokenraild as data), next to this
-// executable (an installed bin/), the bazel-bin layout, then PATH. Empty when
-// not found.
+// The path of program `name`, built by Bazel at `runfiles_path` (relative to
+// the workspace, e.g. "runtime/daemon/tokenraild"), looked for in this
+// executable's Bazel runfiles (bazel run, tests, binaries that list it as
+// data), next to this executable (an installed bin/), the bazel-bin layout
+// ($RUNFILES_DIR and $TEST_SRCDIR too), then PATH. Empty when not found.
+std::string FindProgram(absl::string_view name, absl::string_view runfiles_path);
+
+// tokenraild's path when none is given: FindProgram of the daemon.
 std::string FindTokenraild();
 
 class Launcher {

@@ -43,7 +43,6 @@ TEST(AggregateTest, FoldsRanks) {
   const EpPlan p = Plan();
   std::vector<Record> recs = {RankRecord(1, "10,20,30", "5,5,5", 4),
                               RankRecord(0, "15,10,40", "1,9,2", 3)};
-  recs[0].Set("daemon_stats", "unavailable: test");
   Record r0 = recs[1];
   r0.Set("daemon_dispatch_inter_bytes",
          int64_t{2 * 72} + 7 * int64_t(StatedDispatchRecordBytes(2, 128, ep::DType::kBFloat16)));
@@ -74,6 +73,27 @@ TEST(AggregateTest, FoldsRanks) {
   auto bad = AggregateCase(p, p.cases[0], recs);
   EXPECT_FALSE(*bad->GetBool("verified"));
   EXPECT_NE(bad->GetString("error")->find("rank 1: DATA_LOSS: row 3"), std::string::npos);
+}
+
+TEST(AggregateTest, SaysWhyDaemonStatsAreMissing) {
+  const EpPlan p = Plan();
+  // Rank 0 (the querier) could not reach the daemons: the row passes its
+  // reason on and compares nothing.
+  std::vector<Record> recs = {RankRecord(1, "10,20,30", "5,5,5", 4),
+                              RankRecord(0, "15,10,40", "1,9,2", 3)};
+  recs[1].Set("daemon_stats", "unavailable: no coordinator port");
+  auto row = AggregateCase(p, p.cases[0], recs);
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(*row->GetString("daemon_stats"), "unavailable: no coordinator port");
+  EXPECT_FALSE(row->Has("daemon_match"));
+  EXPECT_FALSE(row->Has("daemon_dispatch_inter_bytes"));
+  // Only rank 0's record speaks for the daemons.
+  recs[1] = RankRecord(0, "15,10,40", "1,9,2", 3);
+  recs[0].Set("daemon_stats", "unavailable: rank 1");
+  row = AggregateCase(p, p.cases[0], recs);
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_FALSE(row->Has("daemon_stats"));
+  EXPECT_FALSE(row->Has("daemon_match"));
 }
 
 TEST(AggregateTest, RejectsMissingOrDisagreeingRanks) {

@@ -7,7 +7,9 @@
 // ep::ReferenceDispatch (metadata) for the whole world and keeps this rank's
 // expected rows, and computes this rank's expected combine output.
 //
-// Dispatch check (every row, every iteration):
+// Dispatch check (every row of each output it is given; the rank loop,
+// rank_loop.h, checks every verify_every-th iteration plus the last warm-up
+// and the last timed one):
 //   metadata    rows, per-expert counts, and each row's (source rank, source
 //               token, local expert, weight bits) equal the reference's, in
 //               its order (expert-major; inside an expert by source rank,
@@ -109,7 +111,8 @@ class Checker {
   // Reference facts about what this rank receives.
   int64_t expected_rows() const { return static_cast<int64_t>(expected_.rows.size()); }
   int64_t expected_received_tokens() const { return expected_.received_tokens; }
-  const std::vector<int32_t>& expected_expert_counts() const { return expected_.expert_counts; }
+  // This rank's expected combine output, [tokens x hidden] (yref above).
+  absl::Span<const float> expected_y() const { return y_ref_; }
 
   // DataLoss naming the first bad row (and column), with got and expected.
   absl::StatusOr<DispatchCheck> CheckDispatch(const DispatchView& got) const;

@@ -159,8 +159,12 @@ TEST(CheckerTest, AcceptsThePerfectExchange) {
         ASSERT_TRUE(d.ok()) << d.status();
         EXPECT_EQ(d->rows_checked, static_cast<int64_t>(o.src_rank.size()));
         EXPECT_EQ(checker->expected_rows(), static_cast<int64_t>(o.src_rank.size()));
-        // The checker's expected y is ReferenceCombine's, bit for bit: the
-        // tolerance is never needed for it.
+        // The checker's expected y is ReferenceCombine's, bit for bit (the
+        // same products, summed in the same order with the same roundings):
+        // the tolerance is never needed for it.
+        ASSERT_EQ(checker->expected_y().size(), y[r].size());
+        EXPECT_EQ(
+            std::memcmp(checker->expected_y().data(), y[r].data(), y[r].size() * sizeof(float)), 0);
         EXPECT_TRUE(checker->CheckCombine(y[r]).ok());
       }
     }
@@ -256,8 +260,9 @@ TEST(CheckerTest, Fp8WithinBoundAndCountsInexactRows) {
   auto checker =
       MakeChecker(w.spec, 0, ep::DType::kFp8E4M3, ep::DType::kFloat32, ep::DType::kBFloat16);
   Output o = PerfectOutput(w, 0, ep::DType::kFloat32, true);
-  // Find a row whose column 4 has the tile's largest magnitude region (any
-  // nonzero value): nudge by one float ulp -> inside the bound, inexact.
+  // The first nonzero value of the output (row 0's): nudged by one float ulp
+  // toward zero it is still inside the E4M3 bound but no longer numeric.h's
+  // quantization, so the row counts as inexact.
   int64_t c = 0;
   while (o.x_f32[c] == 0.0f) ++c;
   Output nudged = o;

@@ -4,19 +4,19 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
+#include <optional>
+#include <set>
 #include <variant>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "runtime/ep/buffer_plan.h"
 #include "runtime/ep/config.h"
+#include "tools/bench/align.h"
 #include "tools/bench/ep/aggregate.h"
-#include "tools/bench/ep/ep_rank.h"
 #include "tools/bench/ep/tokenrail_exchange.h"
 #include "tools/bench/plan.h"
 #include "tools/bench/report.h"
@@ -27,8 +27,6 @@ namespace tokenrail {
 namespace bench {
 namespace ep_bench {
 namespace {
-
-uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 // The 1-minute load average: the rows carry it, because timings on a host
 // shared with other work mean little without it.
@@ -61,19 +59,19 @@ class Collector : public launch::OutputSink {
  public:
   Collector() : forward_(STDERR_FILENO, STDERR_FILENO) {}
   void Line(absl::string_view label, launch::Stream stream, absl::string_view line) override {
-    const bool row = absl::StartsWith(line, kRowTag);
-    const bool ucx = absl::StartsWith(line, kUcxTag) && label == "n0/r0";
-    if (!row && !ucx) {
-      forward_.Line(label, stream, line);
-      return;
+    std::vector<Record>* into = &rows_;
+    absl::StatusOr<std::optional<Record>> r = Record::ParseTagged(kRowTag, line);
+    if (r.ok() && !r->has_value() && label == "n0/r0") {
+      into = &ucx_;
+      r = Record::ParseTagged(kUcxTag, line);
     }
-    const size_t tag = row ? strlen(kRowTag) : strlen(kUcxTag);
-    absl::StatusOr<Record> r = Record::ParseJson(line.substr(tag));
     if (!r.ok()) {
       if (error_.ok()) error_ = Annotate(r.status(), absl::StrCat("result line of ", label));
-      return;
+    } else if (r->has_value()) {
+      into->push_back(std::move(**r));
+    } else {
+      forward_.Line(label, stream, line);
     }
-    (row ? rows_ : ucx_).push_back(std::move(*r));
   }
   std::vector<Record>& rows() { return rows_; }
   std::vector<Record>& ucx() { return ucx_; }
@@ -112,7 +110,7 @@ absl::Status RunCluster(const EpBenchOptions& o, const EpPlan& plan, bool netns,
   lo.experts = plan.workload.topology.experts;
   lo.top_k = plan.workload.top_k;
   lo.max_nodes_per_token = plan.workload.max_nodes;
-  lo.daemon_path = o.daemon_path.empty() ? launch::FindTokenraild() : o.daemon_path;
+  lo.daemon_path = launch::FindTokenraild();
   lo.transport_params = FormatParams(plan.ucx_params);
   if (o.arena_bytes > 0) {
     lo.arena_bytes = o.arena_bytes;
@@ -139,6 +137,7 @@ absl::Status RunCluster(const EpBenchOptions& o, const EpPlan& plan, bool netns,
 
 absl::StatusOr<std::vector<std::pair<int, int>>> ParseTopologies(absl::string_view text) {
   std::vector<std::pair<int, int>> out;
+  std::set<std::pair<int, int>> seen;
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     const std::vector<absl::string_view> nr = absl::StrSplit(item, 'x');
     int n = 0, r = 0;
@@ -146,6 +145,11 @@ absl::StatusOr<std::vector<std::pair<int, int>>> ParseTopologies(absl::string_vi
         r < 1 || n > 64 || r > 64) {
       return absl::InvalidArgumentError(
           absl::StrCat("topology '", item, "': expected NODESxRANKS, e.g. 2x2"));
+    }
+    // A repeated topology would run twice and mix its rows in the ratios.
+    if (!seen.emplace(n, r).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("topology '", item, "' is given twice (as ", n, "x", r, ")"));
     }
     out.emplace_back(n, r);
   }
@@ -173,7 +177,6 @@ absl::StatusOr<TopologyPlans> MakeTopologyPlans(const EpBenchOptions& o, int nod
   base.verify_every = o.verify_every;
   base.align = o.align;
   base.buffer_bytes = o.buffer_bytes;
-  base.deterministic = true;
   base.timeout = o.timeout;
 
   t.mpi = base;
@@ -244,7 +247,8 @@ absl::Status RunEpBench(const EpBenchOptions& o, const std::vector<std::string>&
       "x dtype size (+FP8 scales), mean over ranks, / p50 time; 1 GB = 1e9 B\n"
       "disp_bytes: bytes one dispatch sends rank-to-rank, all ranks; inter_rec_B: dispatch "
       "records crossing nodes (exact = tokens x destination nodes (flat: ranks) x record); "
-      "inter_GB/s: bytes a node sends to other nodes per dispatch (records+metadata) / p50; "
+      "inter_GB/s: bytes a node sends to other nodes per dispatch (records + chunk headers + "
+      "counts + credits) / p50; "
       "daemon: the daemons' GetStats agree with the engine; imbal: max expert load / mean; "
       "load: the host's 1-minute load average when the case started"));
 

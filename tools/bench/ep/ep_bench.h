@@ -75,7 +75,6 @@ struct EpBenchOptions {
   // Transport params for the daemons and the UCX measurement; tls=tcp (and
   // net_devices=eth0 under netns) are added unless given.
   std::map<std::string, std::string> params;
-  std::string daemon_path;   // empty: tools/launch FindTokenraild()
   uint64_t arena_bytes = 0;  // 0: sized from the cases' buffers
   MpiRunOptions mpi_run;
   absl::Duration timeout = absl::Seconds(120);  // bound on every wait
@@ -102,7 +101,8 @@ struct TopologyPlans {
 absl::StatusOr<TopologyPlans> MakeTopologyPlans(const EpBenchOptions& options, int nodes,
                                                 int ranks_per_node);
 
-// "1x4,2x2" -> {(1,4),(2,2)}; InvalidArgument naming the item.
+// "1x4,2x2" -> {(1,4),(2,2)}; InvalidArgument naming the item when it is
+// malformed, out of range (1..64 each) or repeated.
 absl::StatusOr<std::vector<std::pair<int, int>>> ParseTopologies(absl::string_view text);
 
 }  // namespace ep_bench

@@ -106,6 +106,8 @@ TEST(EpBenchTest, TinyClustersVerifiedAndParsed) {
 
 TEST(EpBenchTest, UsageErrors) {
   EXPECT_EQ(RunBench({"--topologies=2y2"}).exit_code, 2);
+  // A repeated topology would run twice and mix its rows in the ratios.
+  EXPECT_EQ(RunBench({"--topologies=1x2,2x1,1x2"}).exit_code, 2);
   EXPECT_EQ(RunBench({"--experts=5", "--topologies=2x2"}).exit_code, 1);  // not divisible
   EXPECT_EQ(RunBench({"--dtypes=int8"}).exit_code, 2);
 }

@@ -51,9 +51,9 @@ StatsSource FindStatsSource(const runtime::RankTopology& t, const EpPlan& plan) 
   s.options.coordinator = GetEnv("TOKENRAIL_COORDINATOR");
   std::string token_file = GetEnv("TOKENRAIL_AUTH_TOKEN_FILE");
   if (s.options.coordinator.empty()) {
-    // Fallback until the launcher exports the two variables: its private
-    // run directory (the one holding our socket) has node 0's ready file,
-    // which names the hosted coordinator's port, and the run's token.
+    // The launcher exports neither variable: its private run directory (the
+    // one holding our socket) has node 0's ready file, which names the
+    // hosted coordinator's port, and the run's token.
     const std::string socket = GetEnv("TOKENRAIL_SOCKET");
     const std::string dir = socket.substr(0, socket.rfind('/'));
     absl::StatusOr<launch::DaemonReady> ready = launch::ReadReadyFile(dir + "/n0.ready");

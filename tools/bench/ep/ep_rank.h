@@ -10,16 +10,20 @@
 // iteration when plan.daemon_stats), print this rank's record, destroy the
 // buffer. Finally detach.
 //
-// Output on stdout, one line each, parsed by the orchestrator:
+// Output on stdout, one line each (tags: plan.h), parsed by the orchestrator:
 //   TR_EP_ROW {json}   every rank, every case (fields: rank_loop.h's, plus
 //                      TokenrailUnderTest::Report's and DaemonStats')
 //   TR_EP_UCX {json}   rank 0, one per transport benchmark row
 //
 // Environment (read here, the rank's entry point): TOKENRAIL_SOCKET etc.
-// through AttachOptions::FromEnvironment; for the daemons' counters
-// TOKENRAIL_COORDINATOR (HOST:PORT of the JobService, reachable from the
-// rank) and TOKENRAIL_AUTH_TOKEN_FILE (optional). Without
-// TOKENRAIL_COORDINATOR the records say daemon_stats=unavailable.
+// through AttachOptions::FromEnvironment. The daemons' counters: rank 0
+// queries the coordinator that node 0's daemon hosts (JobService), at
+// plan.hosts[0] and the port named in n0.ready in the launcher's run
+// directory (the directory of TOKENRAIL_SOCKET), with the run's token file
+// from that directory when there is one. TOKENRAIL_COORDINATOR (HOST:PORT)
+// and TOKENRAIL_AUTH_TOKEN_FILE override that, but tokenrail-launch sets
+// neither. When no coordinator is found (or the token cannot be read),
+// rank 0's records say daemon_stats="unavailable: <why>".
 //
 // Blocking; call from the process's main thread.
 #ifndef TOKENRAIL_TOOLS_BENCH_EP_EP_RANK_H_
@@ -31,9 +35,6 @@
 namespace tokenrail {
 namespace bench {
 namespace ep_bench {
-
-inline constexpr char kRowTag[] = "TR_EP_ROW ";
-inline constexpr char kUcxTag[] = "TR_EP_UCX ";
 
 // True when `arg` is a plan (the CLI then runs RunEpRank instead of the
 // orchestrator).

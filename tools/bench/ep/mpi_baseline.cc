@@ -6,11 +6,12 @@
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
+#include "tools/launch/launcher.h"
 #include "tools/launch/output.h"
 #include "tools/launch/subprocess.h"
 
@@ -19,22 +20,21 @@ namespace bench {
 namespace ep_bench {
 namespace {
 
-constexpr char kRowTag[] = "TR_EP_ROW ";
-constexpr char kRankRelPath[] = "tools/bench/ep/ep_mpi_rank";
-
 // Collects result lines; forwards everything else to stderr, prefixed.
 class MpiSink : public launch::OutputSink {
  public:
   MpiSink() : forward_(STDERR_FILENO, STDERR_FILENO) {}
   void Line(absl::string_view label, launch::Stream stream, absl::string_view line) override {
-    if (stream == launch::Stream::kStdout && absl::StartsWith(line, kRowTag)) {
-      absl::StatusOr<Record> r = Record::ParseJson(line.substr(strlen(kRowTag)));
+    if (stream == launch::Stream::kStdout) {
+      absl::StatusOr<std::optional<Record>> r = Record::ParseTagged(kRowTag, line);
       if (!r.ok()) {
         if (error_.ok()) error_ = Annotate(r.status(), "an MPI rank's result line");
         return;
       }
-      records_.push_back(std::move(*r));
-      return;
+      if (r->has_value()) {
+        records_.push_back(std::move(**r));
+        return;
+      }
     }
     forward_.Line(label, launch::Stream::kStderr, line);
   }
@@ -49,35 +49,8 @@ class MpiSink : public launch::OutputSink {
 
 }  // namespace
 
-std::string FindMpiRank() {
-  char self[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-  std::vector<std::string> candidates;
-  const std::vector<std::string> env = launch::CurrentEnvironment();
-  if (n > 0) {
-    const std::string exe(self, n);
-    std::string dir = exe.substr(0, exe.rfind('/'));
-    candidates.push_back(absl::StrCat(exe, ".runfiles/tokenrail/", kRankRelPath));
-    candidates.push_back(dir + "/ep_mpi_rank");
-    for (int up = 0; up < 4 && dir.size() > 1; ++up) {
-      dir = dir.substr(0, dir.rfind('/'));
-      candidates.push_back(absl::StrCat(dir, "/", kRankRelPath));
-    }
-  }
-  for (const char* var : {"RUNFILES_DIR", "TEST_SRCDIR"}) {
-    const std::string root = launch::GetEnv(env, var);
-    if (!root.empty()) candidates.push_back(absl::StrCat(root, "/tokenrail/", kRankRelPath));
-  }
-  for (const std::string& c : candidates) {
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  }
-  absl::StatusOr<std::string> in_path =
-      launch::ResolveProgram("ep_mpi_rank", launch::GetEnv(env, "PATH"));
-  return in_path.ok() ? *in_path : "";
-}
-
-std::vector<std::string> MpiCommand(const EpPlan& plan, const MpiRunOptions& options,
-                                    const std::string& mpirun, const std::string& rank_path) {
+std::vector<std::string> MpiCommand(const EpPlan& plan, const std::string& mpirun,
+                                    const std::string& rank_path) {
   std::vector<std::string> argv = {mpirun};
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
   for (const char* a : {"--oversubscribe", "-np"}) argv.push_back(a);
@@ -85,7 +58,6 @@ std::vector<std::string> MpiCommand(const EpPlan& plan, const MpiRunOptions& opt
   for (const char* a : {"--bind-to", "none", "--mca", "pml", "ob1", "--mca", "btl", "vader,self"}) {
     argv.push_back(a);
   }
-  argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
   argv.push_back(rank_path);
   argv.push_back(EncodePlan(plan));
   return argv;
@@ -108,14 +80,16 @@ absl::StatusOr<std::vector<Record>> RunMpiBaseline(const EpPlan& plan,
   // which it refuses. The canonical path gives /usr.
   char real[PATH_MAX];
   if (::realpath(resolved->c_str(), real) != nullptr) *resolved = real;
-  const std::string rank = options.rank_path.empty() ? FindMpiRank() : options.rank_path;
+  const std::string rank = options.rank_path.empty()
+                               ? launch::FindProgram("ep_mpi_rank", "tools/bench/ep/ep_mpi_rank")
+                               : options.rank_path;
   if (rank.empty() || ::access(rank.c_str(), X_OK) != 0) {
     return absl::UnavailableError(
         absl::StrCat("the MPI baseline's rank program ep_mpi_rank was not found (looked for '",
                      rank, "'; build //tools/bench/ep:ep_mpi_rank)"));
   }
   launch::SpawnOptions so;
-  so.argv = MpiCommand(plan, options, *resolved, rank);
+  so.argv = MpiCommand(plan, *resolved, rank);
   so.env = env;
   TR_ASSIGN_OR_RETURN(std::unique_ptr<launch::Subprocess> proc, launch::Subprocess::Spawn(so));
 

@@ -27,15 +27,14 @@ namespace bench {
 namespace ep_bench {
 
 struct MpiRunOptions {
-  std::string mpirun;                   // empty: "mpirun" from PATH
-  std::string rank_path;                // ep_mpi_rank; empty: FindMpiRank()
-  std::vector<std::string> extra_args;  // inserted before the program (e.g. --mca ...)
+  std::string mpirun;     // empty: "mpirun" from PATH
+  std::string rank_path;  // ep_mpi_rank; empty: launch::FindProgram's
   absl::Duration timeout = absl::Minutes(10);
 };
 
 // The mpirun command line for `plan` (exposed for tests and the report).
-std::vector<std::string> MpiCommand(const EpPlan& plan, const MpiRunOptions& options,
-                                    const std::string& mpirun, const std::string& rank_path);
+std::vector<std::string> MpiCommand(const EpPlan& plan, const std::string& mpirun,
+                                    const std::string& rank_path);
 
 // Runs it; the records the ranks printed ("TR_EP_ROW {json}"), in rank
 // order per case. Unavailable when mpirun or ep_mpi_rank is missing,
@@ -43,10 +42,6 @@ std::vector<std::string> MpiCommand(const EpPlan& plan, const MpiRunOptions& opt
 // the timeout (the job is killed).
 absl::StatusOr<std::vector<Record>> RunMpiBaseline(const EpPlan& plan,
                                                    const MpiRunOptions& options);
-
-// ep_mpi_rank next to this executable's runfiles, in the bazel-bin layout,
-// then PATH; empty when not found.
-std::string FindMpiRank();
 
 }  // namespace ep_bench
 }  // namespace bench

@@ -33,7 +33,10 @@ EpPlan TinyPlan() {
   EpPlan p;
   p.workload.topology = ep::EpTopology{1, 2, 4};
   p.workload.tokens = 48;
-  p.workload.hidden = 200;
+  // Not a multiple of the FP8 tile, and a size where padding the whole
+  // record (not the header first) would give a smaller record: 624 B
+  // instead of tokenrail's 640 B for BF16 with top-2.
+  p.workload.hidden = 300;
   p.workload.top_k = 2;
   p.workload.max_nodes = 1;
   p.workload.expert = ExpertKind::kLinear;
@@ -88,13 +91,19 @@ TEST(MpiBaselineTest, RunsEveryDtypeVerified) {
     for (double v : *d) EXPECT_GT(v, 0);
     EXPECT_GT(*r.GetInt("dispatch_intra_bytes"), 0);
     EXPECT_EQ(*r.GetInt("dispatch_inter_bytes"), 0);
+    // The MPI records are as large as tokenrail's: both move the same bytes.
+    const CaseSpec& spec = plan.cases[i / 2];
+    EXPECT_EQ(*r.GetInt("record_bytes"),
+              static_cast<int64_t>(StatedDispatchRecordBytes(
+                  plan.workload.top_k, plan.workload.hidden, spec.dispatch_dtype)));
   }
-  // FP8 records are smaller than BF16 ones: 200 codes + 2 scales vs 400 B.
-  EXPECT_LT(*(*records)[2].GetInt("record_bytes"), *(*records)[0].GetInt("record_bytes"));
+  EXPECT_EQ(*(*records)[0].GetInt("record_bytes"), 640);  // bf16
+  // FP8 records are smaller than BF16 ones: 300 codes + 3 scales vs 600 B.
+  EXPECT_EQ(*(*records)[2].GetInt("record_bytes"), 352);
 }
 
 TEST(MpiBaselineTest, CommandPinsSharedMemory) {
-  const std::vector<std::string> argv = MpiCommand(TinyPlan(), MpiRunOptions(), "mpirun", "rank");
+  const std::vector<std::string> argv = MpiCommand(TinyPlan(), "mpirun", "rank");
   const std::string line = absl::StrJoin(argv, " ");
   EXPECT_NE(line.find("-np 2"), std::string::npos);
   EXPECT_NE(line.find("--mca btl vader,self"), std::string::npos);

@@ -7,13 +7,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "runtime/ep/numeric.h"
+#include "tools/bench/align.h"
 
 namespace tokenrail {
 namespace bench {
 namespace ep_bench {
 namespace {
 
-size_t RoundUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+// Where a record's FP8 tile scales start: after {token, rank, idx[k], w[k]}.
+size_t ScalesOffset(int top_k) { return 8 + 8 * static_cast<size_t>(top_k); }
 
 size_t RowBytes(ep::DType dtype, int64_t hidden) {
   return static_cast<size_t>(hidden) * ep::DTypeSize(dtype);
@@ -86,13 +88,15 @@ absl::StatusOr<std::unique_ptr<MpiExchange>> MpiExchange::Create(
 }
 
 absl::Status MpiExchange::Init() {
-  const int k = o_.top_k;
-  header_bytes_ = 8 + 8 * static_cast<size_t>(k);
-  size_t payload = RowBytes(o_.dispatch_dtype, o_.hidden);
+  // The record layout of the header comment: the same size as tokenrail's
+  // dispatch record (plan.h StatedDispatchRecordBytes), so both move the
+  // same bytes per token.
+  size_t header = ScalesOffset(o_.top_k);
   if (o_.dispatch_dtype == ep::DType::kFp8E4M3) {
-    payload += static_cast<size_t>(ep::Fp8TilesPerRow(o_.hidden)) * sizeof(float);
+    header += static_cast<size_t>(ep::Fp8TilesPerRow(o_.hidden)) * sizeof(float);
   }
-  record_bytes_ = RoundUp(header_bytes_ + payload, 16);
+  header_bytes_ = RoundUp(header, 16);
+  record_bytes_ = RoundUp(header_bytes_ + RowBytes(o_.dispatch_dtype, o_.hidden), 16);
   partial_bytes_ = RowBytes(o_.combine_dtype, o_.hidden);
   if (record_bytes_ > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::InvalidArgumentError(
@@ -126,8 +130,8 @@ void MpiExchange::PackToken(int64_t t, const void* x, ep::DType x_dtype, const i
   const char* row = static_cast<const char*>(x) + t * RowBytes(x_dtype, H);
   switch (o_.dispatch_dtype) {
     case ep::DType::kFp8E4M3: {
-      float* scales = reinterpret_cast<float*>(payload);
-      uint8_t* q = reinterpret_cast<uint8_t*>(payload + ep::Fp8TilesPerRow(H) * sizeof(float));
+      float* scales = reinterpret_cast<float*>(record + ScalesOffset(k));
+      uint8_t* q = reinterpret_cast<uint8_t*>(payload);
       // Callers hand finite inputs (validated when the workload was made).
       if (x_dtype == ep::DType::kBFloat16) {
         (void)ep::QuantizeRowFp8FromBf16(reinterpret_cast<const uint16_t*>(row), H, q, scales);
@@ -269,9 +273,8 @@ void MpiExchange::Unpack() {
       // The row in the output dtype, converted once per record.
       const void* row = payload;
       if (o_.dispatch_dtype == ep::DType::kFp8E4M3) {
-        const float* scales = reinterpret_cast<const float*>(payload);
-        const uint8_t* q =
-            reinterpret_cast<const uint8_t*>(payload + ep::Fp8TilesPerRow(H) * sizeof(float));
+        const float* scales = reinterpret_cast<const float*>(rec + ScalesOffset(k));
+        const uint8_t* q = reinterpret_cast<const uint8_t*>(payload);
         ep::DequantizeRowFp8(q, scales, H, deq.data());
         StoreRow(deq.data(), H, o_.output_dtype, converted.data());
         row = converted.data();

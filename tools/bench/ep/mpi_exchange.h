@@ -10,9 +10,11 @@
 //   2. counts: MPI_Alltoall of the per-destination token counts;
 //   3. pack: one record per (token, destination rank), grouped by
 //      destination, tokens in order. Record = header {int32 token, int32 0,
-//      int32 topk_idx[k], float topk_weights[k]} + payload (FP32 or BF16
-//      row; FP8: ceil(H/128) float tile scales then H E4M3 codes, quantized
-//      once per token), padded to 16 bytes;
+//      int32 topk_idx[k], float topk_weights[k]; FP8: ceil(H/128) float tile
+//      scales} padded to 16 bytes, then the payload (FP32 or BF16 row; FP8: H
+//      E4M3 codes, quantized once per token), the whole padded to 16 bytes:
+//      the size of tokenrail's dispatch record (plan.h
+//      StatedDispatchRecordBytes), so both move the same bytes;
 //   4. data: MPI_Alltoallv of the records (an MPI contiguous datatype of one
 //      record, so counts are tokens, not bytes);
 //   5. unpack into the expert-major layout of runtime/ep/reference.h: rows
@@ -81,7 +83,6 @@ class MpiExchange {
                         const float* topk_weights);
   // The last dispatch's output (valid until the next Dispatch).
   DispatchView view() const;
-  const void* rows_data() const { return out_x_.data(); }
 
   // expert_out: [view().rows x hidden] of `dtype` (fp32 or bf16), row i the
   // output for dispatch row i. Collective.
@@ -106,7 +107,7 @@ class MpiExchange {
   int rank_;
   int world_;
   size_t record_bytes_ = 0;
-  size_t header_bytes_ = 0;
+  size_t header_bytes_ = 0;  // the payload's offset: the header padded to 16
   size_t partial_bytes_ = 0;
   MPI_Datatype record_type_ = MPI_DATATYPE_NULL;
   MPI_Datatype partial_type_ = MPI_DATATYPE_NULL;

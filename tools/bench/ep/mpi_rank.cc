@@ -30,8 +30,6 @@ namespace bench {
 namespace ep_bench {
 namespace {
 
-constexpr char kRowTag[] = "TR_EP_ROW ";
-
 class MpiUnderTest : public ExchangeUnderTest {
  public:
   MpiUnderTest(MpiExchange& ex, const RankWorkload& in, ep::DType x_dtype)

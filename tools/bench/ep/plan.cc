@@ -11,6 +11,7 @@
 #include "common/bytes.h"
 #include "common/status.h"
 #include "runtime/ep/numeric.h"
+#include "tools/bench/align.h"
 
 namespace tokenrail {
 namespace bench {
@@ -19,7 +20,7 @@ namespace {
 
 constexpr char kPrefix[] = "ep-plan:";
 constexpr uint32_t kMagic = 0x50455254;  // "TREP"
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;         // 2: no `deterministic` byte
 constexpr uint32_t kMaxCases = 64;
 constexpr uint32_t kMaxItems = 256;
 
@@ -34,7 +35,6 @@ absl::StatusOr<ep::DType> DTypeFromByte(uint8_t b, absl::string_view field) {
   return static_cast<ep::DType>(b);
 }
 
-size_t RoundUp16(size_t n) { return (n + 15) / 16 * 16; }
 size_t Fp8ScaleBytes(int64_t hidden) {
   return static_cast<size_t>((hidden + ep::kFp8TileSize - 1) / ep::kFp8TileSize) * sizeof(float);
 }
@@ -44,7 +44,7 @@ size_t Fp8ScaleBytes(int64_t hidden) {
 size_t StatedDispatchRecordBytes(int top_k, int64_t hidden, ep::DType dtype) {
   size_t header = 8 + 8 * static_cast<size_t>(top_k);
   if (dtype == ep::DType::kFp8E4M3) header += Fp8ScaleBytes(hidden);
-  return RoundUp16(RoundUp16(header) + static_cast<size_t>(hidden) * ep::DTypeSize(dtype));
+  return RoundUp(RoundUp(header, 16) + static_cast<size_t>(hidden) * ep::DTypeSize(dtype), 16);
 }
 
 size_t PayloadBytes(int64_t hidden, ep::DType dtype) {
@@ -124,7 +124,6 @@ std::string EncodePlan(const EpPlan& p) {
   }
   for (uint64_t v : {p.iters, p.warmup, p.verify_every, p.buffer_bytes}) w.Put<uint64_t>(v);
   w.Put<int64_t>(p.align);
-  w.Put<uint8_t>(p.deterministic ? 1 : 0);
   w.PutBytes(p.network);
   w.Put<uint8_t>(p.daemon_stats ? 1 : 0);
   w.Put<uint8_t>(p.ucx ? 1 : 0);
@@ -195,8 +194,6 @@ absl::StatusOr<EpPlan> DecodePlan(absl::string_view arg) {
     TR_ASSIGN_OR_RETURN(*v, r.Get<uint64_t>());
   }
   TR_ASSIGN_OR_RETURN(p.align, r.Get<int64_t>());
-  TR_ASSIGN_OR_RETURN(const uint8_t det, r.Get<uint8_t>());
-  p.deterministic = det != 0;
   TR_ASSIGN_OR_RETURN(absl::string_view network, r.GetBytes(64));
   p.network = std::string(network);
   TR_ASSIGN_OR_RETURN(const uint8_t daemon_stats, r.Get<uint8_t>());

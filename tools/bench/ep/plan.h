@@ -4,7 +4,7 @@
 // as one command-line argument, so all ranks agree on every count by
 // construction (and check it: a rank whose topology differs fails).
 //
-// Wire form: "ep-plan:" + hex of a blob sealed with magic "TREP", version 1
+// Wire form: "ep-plan:" + hex of a blob sealed with magic "TREP", version 2
 // (common/bytes.h). Decode never trusts its input: InvalidArgument naming
 // the field for anything malformed or out of range.
 //
@@ -55,8 +55,7 @@ struct EpPlan {
   uint64_t verify_every = 1;
   int64_t align = 1;
   uint64_t buffer_bytes = 0;  // EpConfig.buffer_bytes; 0: the engine's default
-  bool deterministic = true;
-  std::string network;  // "loopback", "netns" or "shm" (MPI): for the rows
+  std::string network;        // "loopback", "netns" or "shm" (MPI): for the rows
   // Daemon counters through JobService.GetStats (tokenrail jobs).
   bool daemon_stats = true;
   // The UCX (tls=tcp) bandwidth between node 0 and node 1, measured by the
@@ -91,6 +90,13 @@ size_t PayloadBytes(int64_t hidden, ep::DType dtype);
 std::string EncodePlan(const EpPlan& plan);
 absl::StatusOr<EpPlan> DecodePlan(absl::string_view arg);
 bool IsPlanArgument(absl::string_view arg);
+
+// The result lines the ranks print on stdout for the orchestrator: the tag,
+// then one Record as JSON (Record::ParseTagged, tools/bench/report.h).
+// kRowTag: a rank's record of one case (tokenrail ranks and ep_mpi_rank);
+// kUcxTag: one of rank 0's UCX bandwidth rows.
+inline constexpr char kRowTag[] = "TR_EP_ROW ";
+inline constexpr char kUcxTag[] = "TR_EP_UCX ";
 
 }  // namespace ep_bench
 }  // namespace bench

@@ -27,7 +27,6 @@ EpPlan Plan() {
   p.verify_every = 5;
   p.align = 8;
   p.buffer_bytes = 1 << 20;
-  p.deterministic = false;
   p.network = "netns";
   p.daemon_stats = false;
   p.ucx = true;

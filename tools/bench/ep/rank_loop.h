@@ -84,9 +84,16 @@ class Accounting {
   virtual void Report(Record* record) = 0;
 };
 
-// Runs `spec` on this rank. Returns the rank's record (fields listed in
-// ep_bench.h's "rank records"); an error of the implementation (not of
-// verification) aborts with that status.
+// Runs `spec` on this rank. Returns the rank's record: case, rank, iters,
+// warmup; dispatch_us and combine_us (the timed samples, JoinSamples);
+// verified, verified_iters, error (the first failure); rows, rows_checked,
+// fp8_inexact_rows, recv_tokens; stable (every verified y had the same
+// CRC-32C); the last timed iteration's dispatch_/combine_ intra_/inter_bytes
+// and bytes_constant; the Traffic counts (tokens, routed_slots,
+// remote_node_copies, remote_rank_copies, local_rank_copies, self_copies,
+// tokens_per_expert); and what `accounting` reports. aggregate.h folds them.
+// An error of the implementation (not of verification) aborts with that
+// status.
 absl::StatusOr<Record> RunCase(ExchangeUnderTest& exchange, const Checker& checker,
                                const CaseSpec& spec, const EpPlan& plan, Accounting* accounting);
 

@@ -27,6 +27,13 @@ uint64_t SplitMix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+uint64_t MixKey(uint64_t a, uint64_t b) { return SplitMix64(SplitMix64(a) ^ b); }
+
+// Uniform [0, 1) double from a 64-bit counter key (SplitMix64 finalizer).
+double UnitUniform(uint64_t key) {
+  return static_cast<double>(SplitMix64(key) >> 11) * (1.0 / 9007199254740992.0);
+}
+
 // Standard normal from two uniforms (Box-Muller); u1 in (0, 1].
 double Normal(uint64_t key) {
   const double u1 = 1.0 - UnitUniform(MixKey(key, 1));
@@ -34,13 +41,20 @@ double Normal(uint64_t key) {
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
 
-}  // namespace
-
-uint64_t MixKey(uint64_t a, uint64_t b) { return SplitMix64(SplitMix64(a) ^ b); }
-
-double UnitUniform(uint64_t key) {
-  return static_cast<double>(SplitMix64(key) >> 11) * (1.0 / 9007199254740992.0);
+// The skew term added to expert e's logit.
+double SkewLogit(const Skew& skew, int expert) {
+  switch (skew.kind) {
+    case Skew::Kind::kNone:
+      return 0;
+    case Skew::Kind::kZipf:
+      return -skew.exponent * std::log1p(static_cast<double>(expert));
+    case Skew::Kind::kHot:
+      return expert == skew.hot_expert ? skew.boost : 0;
+  }
+  return 0;
 }
+
+}  // namespace
 
 absl::StatusOr<Skew> ParseSkew(absl::string_view text) {
   Skew s;
@@ -112,18 +126,6 @@ absl::Status Validate(const WorkloadSpec& spec) {
                                                    " >= experts ", spec.topology.experts));
   }
   return absl::OkStatus();
-}
-
-double SkewLogit(const Skew& skew, int expert) {
-  switch (skew.kind) {
-    case Skew::Kind::kNone:
-      return 0;
-    case Skew::Kind::kZipf:
-      return -skew.exponent * std::log1p(static_cast<double>(expert));
-    case Skew::Kind::kHot:
-      return expert == skew.hot_expert ? skew.boost : 0;
-  }
-  return 0;
 }
 
 absl::StatusOr<RankWorkload> MakeRankWorkload(const WorkloadSpec& spec, int rank, int forms) {

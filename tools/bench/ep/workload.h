@@ -100,9 +100,6 @@ enum PayloadForms : int { kNoPayload = 0, kPayloadBf16 = 1, kPayloadF32 = 2 };
 // (routing is always filled). The spec must be valid.
 absl::StatusOr<RankWorkload> MakeRankWorkload(const WorkloadSpec& spec, int rank, int forms);
 
-// The skew term added to expert e's logit.
-double SkewLogit(const Skew& skew, int expert);
-
 // The experts of the workload (all E of them: the verifier applies remote
 // experts to compute expected outputs).
 class Experts {
@@ -111,17 +108,12 @@ class Experts {
   // out[c] for one row of global expert `expert`; in and out are float rows
   // of `hidden` values and must not alias.
   void Apply(int expert, const float* in, float* out) const;
-  ExpertKind kind() const { return kind_; }
 
  private:
   ExpertKind kind_;
   int64_t hidden_;
   std::vector<float> a_, b_;  // [experts x hidden] (linear only)
 };
-
-// Uniform [0, 1) double from a 64-bit counter key (SplitMix64 finalizer).
-double UnitUniform(uint64_t key);
-uint64_t MixKey(uint64_t a, uint64_t b);
 
 }  // namespace ep_bench
 }  // namespace bench
