@@ -29,6 +29,8 @@ constexpr int64_t kEventSleepNs = 10'000'000;
 // While the network is quiet, the loop looks at it once every this many
 // rounds (each look costs syscalls; serving rank commands costs none).
 constexpr uint32_t kRoundsPerNetworkLook = 16;
+// While data moves, a look that found nothing is repeated after this long.
+constexpr int64_t kBusyLookNs = 5'000;
 
 void WriteEventFd(int fd) {
   const uint64_t one = 1;
@@ -241,11 +243,14 @@ void Proxy::Run() {
     for (int r = 0; r < config_.ranks_per_node; ++r) work += ServeRank(r);
     int64_t now = MonotonicNanos();
     if (!peers_.empty() &&
-        (now < network_busy_until_ || ++rounds_since_look_ >= kRoundsPerNetworkLook)) {
+        (now < network_busy_until_ ? now >= next_busy_look_
+                                   : ++rounds_since_look_ >= kRoundsPerNetworkLook)) {
       rounds_since_look_ = 0;
       const size_t net = ServeNetwork();
       work += net;
       if (net > 0 || in_flight_total_ > 0) network_busy_until_ = now + spin_ns;
+      // A look that found nothing costs syscalls; the next waits a little.
+      next_busy_look_ = net > 0 ? now : now + kBusyLookNs;
     }
     work += FlushOverflow();
     RingBells();

@@ -207,7 +207,8 @@ class Proxy {
   std::vector<int> peer_of_node_;  // node id -> index in peers_, -1 for self
   uint64_t in_flight_total_ = 0;
   bool overflow_pending_ = false;   // some notifications wait for ring space
-  int64_t network_busy_until_ = 0;  // poll the network every round until then
+  int64_t network_busy_until_ = 0;  // poll the network often until then
+  int64_t next_busy_look_ = 0;      // meanwhile, the next look after an empty one
   uint32_t idle_rounds_ = 0;
   uint32_t rounds_since_look_ = 0;
 
