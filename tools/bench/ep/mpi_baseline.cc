@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "tools/launch/launcher.h"
 #include "tools/launch/output.h"
+#include "tools/launch/run_dir.h"
 #include "tools/launch/subprocess.h"
 
 namespace tokenrail {
@@ -88,9 +89,18 @@ absl::StatusOr<std::vector<Record>> RunMpiBaseline(const EpPlan& plan,
         absl::StrCat("the MPI baseline's rank program ep_mpi_rank was not found (looked for '",
                      rank, "'; build //tools/bench/ep:ep_mpi_rank)"));
   }
+  // A private directory (in /dev/shm: memory, like OpenMPI's default) for
+  // OpenMPI's session directory and vader's shared-memory segments. Their
+  // names derive from mpirun's pid, and in PID namespaces (Bazel's sandbox)
+  // concurrent mpiruns have the same pids: sharing /tmp and /dev/shm they
+  // failed MPI_Init ("No permission"), crashed in vader or hung. Removed
+  // when this returns.
+  TR_ASSIGN_OR_RETURN(std::unique_ptr<launch::RunDir> tmp, launch::RunDir::Create("/dev/shm"));
   launch::SpawnOptions so;
   so.argv = MpiCommand(plan, *resolved, rank);
   so.env = env;
+  launch::SetEnv(&so.env, "TMPDIR", tmp->path());
+  launch::SetEnv(&so.env, "OMPI_MCA_btl_vader_backing_directory", tmp->path());
   TR_ASSIGN_OR_RETURN(std::unique_ptr<launch::Subprocess> proc, launch::Subprocess::Spawn(so));
 
   MpiSink sink;
