@@ -24,10 +24,16 @@ struct FaultTrial {
 // `flags`: extra launcher flags (e.g. --netns).
 FaultTrial RunFaultTrial(Victim victim, int trial, const std::vector<std::string>& flags);
 
+struct FailureDetection {
+  int trials = 0;
+  int hangs = 0;
+  std::vector<int64_t> detect_ms;  // sorted, one per trial that measured
+};
+
 // TR_FAULT_TRIALS (default 1) trials; prints "FAILURE_DETECTION victim=..
-// trials=.. median_ms=.. max_ms=.. hangs=.." and expects no hang.
+// trials=.. median_ms=.. max_ms=.. hangs=.." (the caller asserts on hangs).
 int FaultTrials();
-void MeasureFailureDetection(Victim victim, const std::vector<std::string>& flags);
+FailureDetection MeasureFailureDetection(Victim victim, const std::vector<std::string>& flags);
 
 }  // namespace testing
 }  // namespace tokenrail

@@ -62,6 +62,24 @@ struct WaitingRank {
   }
 };
 
+// Spawns a rank at (node, local) that hangs, starts `survivor` as rank
+// (0, 0), SIGKILLs the hanging rank once both are ready and waits for the
+// survivor's wait to end. `killed`: when the signal was sent.
+void KillHangingRank(TestCluster& cluster, int node, int local, WaitingRank& survivor,
+                     absl::Time* killed) {
+  int out = -1;
+  auto victim = cluster.SpawnRank(node, local, {"hang"}, &out);
+  ASSERT_TRUE(victim.ok()) << victim.status();
+  survivor.Start(cluster.Attach(0, 0));
+  ASSERT_TRUE(testing::WaitForLine(out, "ready", absl::Seconds(30)));
+  survivor.ready.WaitForNotification();
+  *killed = absl::Now();
+  ::kill(*victim, SIGKILL);
+  survivor.Join();
+  testing::WaitExit(*victim, absl::Seconds(5));
+  ::close(out);
+}
+
 void ExpectUnavailableNaming(const absl::Status& s, absl::string_view needle) {
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_NE(s.message().find(needle), absl::string_view::npos)
@@ -71,18 +89,9 @@ void ExpectUnavailableNaming(const absl::Status& s, absl::string_view needle) {
 TEST(FailureTest, KilledRankFailsTheOtherRankOfItsNode) {
   TestCluster cluster({.nodes = 1, .ranks_per_node = 2});
   ASSERT_TRUE(cluster.Start().ok());
-  int out = -1;
-  auto victim = cluster.SpawnRank(0, 1, {"hang"}, &out);
-  ASSERT_TRUE(victim.ok()) << victim.status();
   WaitingRank survivor;
-  survivor.Start(cluster.Attach(0, 0));
-  ASSERT_TRUE(testing::WaitForLine(out, "ready", absl::Seconds(30)));
-  survivor.ready.WaitForNotification();
-  const absl::Time killed = absl::Now();
-  ::kill(*victim, SIGKILL);
-  survivor.Join();
-  testing::WaitExit(*victim, absl::Seconds(5));
-  ::close(out);
+  absl::Time killed;
+  ASSERT_NO_FATAL_FAILURE(KillHangingRank(cluster, 0, 1, survivor, &killed));
   ExpectUnavailableNaming(survivor.failure, "rank 1 on node 0");
   EXPECT_LT(survivor.failed_at - killed, kDetectionBound);
   auto job = cluster.coordinator().WaitForState(cluster.job_id(), v1::JOB_FAILED);
@@ -94,18 +103,9 @@ TEST(FailureTest, KilledRankFailsTheOtherRankOfItsNode) {
 TEST(FailureTest, KilledRankFailsRanksOfOtherNodes) {
   TestCluster cluster({.nodes = 2, .ranks_per_node = 1});
   ASSERT_TRUE(cluster.Start().ok());
-  int out = -1;
-  auto victim = cluster.SpawnRank(1, 0, {"hang"}, &out);
-  ASSERT_TRUE(victim.ok()) << victim.status();
   WaitingRank survivor;
-  survivor.Start(cluster.Attach(0, 0));
-  ASSERT_TRUE(testing::WaitForLine(out, "ready", absl::Seconds(30)));
-  survivor.ready.WaitForNotification();
-  const absl::Time killed = absl::Now();
-  ::kill(*victim, SIGKILL);
-  survivor.Join();
-  testing::WaitExit(*victim, absl::Seconds(5));
-  ::close(out);
+  absl::Time killed;
+  ASSERT_NO_FATAL_FAILURE(KillHangingRank(cluster, 1, 0, survivor, &killed));
   ExpectUnavailableNaming(survivor.failure, "rank 1 on node 1");
   EXPECT_LT(survivor.failed_at - killed, kDetectionBound);
   std::printf("rank killed -> error on the other node after %s\n",
