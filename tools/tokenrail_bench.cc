@@ -9,7 +9,7 @@
 //       (all flags: tools/bench/ep/ep_flags.h)
 //   tokenrail-bench info [--json] [--transports=FILTER]
 //   tokenrail-bench proxy [--network=auto|netns|loopback] [--sizes=...] [--iters=N]
-//       [--warmup=N] [--window=N] [--ping_iters=N] [--params=k=v,...] [--json]
+//       [--warmup=N] [--window=N] [--rounds=N] [--ping_iters=N] [--params=k=v,...] [--json]
 //   tokenrail-bench transport [--backend=NAME | --transports=FILTER]
 //       [--params=k=v,...] [--sizes=8:64M] [--tests=lat,bw,bibw] [--iters=N]
 //       [--warmup=N] [--window=N] [--baseline=memcpy|none] [--json]
@@ -94,6 +94,9 @@ ABSL_FLAG(std::string, network, "auto",
           "proxy: netns (a network namespace per node; needs root), loopback, or auto (netns "
           "when root).");
 ABSL_FLAG(uint64_t, ping_iters, 10000, "proxy: RankClient::Ping round trips timed (0: skip).");
+ABSL_FLAG(uint32_t, rounds, 5,
+          "proxy: bandwidth rounds, each the proxy then the direct path (ratio: the median "
+          "of the rounds' ratios).");
 ABSL_FLAG(bool, direct, true, "proxy: also measure a direct ucx put between the same nodes.");
 ABSL_FLAG(std::string, daemon, "",
           "proxy: the tokenraild binary (default: found beside this one).");
@@ -259,6 +262,7 @@ int RunProxy(const std::vector<char*>& args) {
   o.warmup = absl::GetFlag(FLAGS_warmup);
   o.window = absl::GetFlag(FLAGS_window);
   o.ping_iters = absl::GetFlag(FLAGS_ping_iters);
+  o.rounds = absl::GetFlag(FLAGS_rounds);
   o.direct = absl::GetFlag(FLAGS_direct);
   o.daemon_path = absl::GetFlag(FLAGS_daemon);
   o.timeout = absl::GetFlag(FLAGS_timeout);

@@ -37,6 +37,7 @@ using runtime::Region;
 
 constexpr char kPlanPrefix[] = "proxy-plan:";
 constexpr uint32_t kPlanMagic = 0x58505254;  // "TRPX"
+constexpr uint16_t kPlanVersion = 2;          // 2: bandwidth rounds
 constexpr char kRowTag[] = "TR_PROXY_ROW ";
 
 // Notification tags: data puts use the iteration's low 15 bits; the top of
@@ -106,9 +107,13 @@ class ProxyRank {
 
   absl::Status Ping(Record* row);
   absl::Status Latency(uint64_t size, Record* row);
-  absl::Status Bandwidth(uint64_t size, Record* row);
+  // Time of the timed puts (rank 0; 0 on rank 1).
+  absl::StatusOr<int64_t> Bandwidth(uint64_t size);
   absl::StatusOr<int64_t> BandwidthPhase(uint64_t size, uint64_t base, uint64_t count);
-  absl::Status Direct(std::vector<Record>* direct);
+  // The direct transport's loops for every size: bw, and lat too if asked.
+  absl::Status Direct(bool latency, std::vector<Record>* direct);
+  // Rank 0's bw row of sizes_[i] from every round's pair.
+  Record BandwidthRow(size_t i, const std::vector<std::vector<Record>>& direct) const;
 
   RankClient& rc_;
   ProxyPlan plan_;
@@ -117,6 +122,7 @@ class ProxyRank {
   uint64_t stride_ = 0, slots_ = 0;
   uint32_t window_ = 1;
   uint64_t checked_ = 0;
+  std::vector<std::vector<int64_t>> bw_ns_;  // [size][round]: rank 0's timed puts
 };
 
 absl::Status ProxyRank::Expect(uint32_t tag, size_t length, absl::string_view what) {
@@ -219,25 +225,47 @@ absl::StatusOr<int64_t> ProxyRank::BandwidthPhase(uint64_t size, uint64_t base, 
   return elapsed;
 }
 
-absl::Status ProxyRank::Bandwidth(uint64_t size, Record* row) {
+absl::StatusOr<int64_t> ProxyRank::Bandwidth(uint64_t size) {
   const uint64_t iters = ItersFor(plan_, size), warmup = WarmupFor(plan_, iters);
   if (leader()) {
     for (uint64_t g = 0; g < slots_; ++g) FillPattern(SendSlot(g), size, kStreamBw, g);
   }
   TR_RETURN_IF_ERROR(BandwidthPhase(size, 0, warmup).status());
-  TR_ASSIGN_OR_RETURN(const int64_t ns, BandwidthPhase(size, warmup, iters));
-  if (leader()) {
-    row->Set("mode", "bw")
-        .Set("size", size)
-        .Set("iters", iters)
-        .Set("window", static_cast<int64_t>(window_));
-    row->Set("proxy_p50_us", Micros(ns) / static_cast<double>(iters));
-    row->Set("proxy_gbytes_per_s", GigabytesPerSecond(static_cast<double>(size) * iters, ns / 1e9));
-  }
-  return absl::OkStatus();
+  return BandwidthPhase(size, warmup, iters);
 }
 
-absl::Status ProxyRank::Direct(std::vector<Record>* direct) {
+Record ProxyRank::BandwidthRow(size_t i, const std::vector<std::vector<Record>>& direct) const {
+  const uint64_t size = plan_.sizes[i], iters = ItersFor(plan_, size);
+  const std::vector<int64_t>& ns = bw_ns_[i];
+  std::vector<double> proxy_us, proxy_gbps, direct_gbps, ratios;
+  for (size_t r = 0; r < ns.size(); ++r) {
+    proxy_us.push_back(Micros(ns[r]) / static_cast<double>(iters));
+    proxy_gbps.push_back(GigabytesPerSecond(static_cast<double>(size) * iters, ns[r] / 1e9));
+    if (r >= direct.size()) continue;
+    for (const Record& d : direct[r]) {
+      if (d.GetString("mode").value_or("") != "bw" ||
+          d.GetInt("size").value_or(-1) != static_cast<int64_t>(size)) {
+        continue;
+      }
+      const double gbps = d.GetDouble("gbytes_per_s").value_or(0);
+      direct_gbps.push_back(gbps);
+      if (gbps > 0) ratios.push_back(proxy_gbps.back() / gbps);
+    }
+  }
+  Record row;
+  row.Set("mode", "bw").Set("size", size).Set("iters", iters);
+  row.Set("window", static_cast<int64_t>(window_)).Set("rounds", static_cast<int64_t>(ns.size()));
+  row.Set("proxy_p50_us", Summarize(&proxy_us).p50);
+  row.Set("proxy_gbytes_per_s", Summarize(&proxy_gbps).p50);
+  if (!direct_gbps.empty()) row.Set("direct_gbytes_per_s", Summarize(&direct_gbps).p50);
+  if (!ratios.empty()) {
+    const Summary r = Summarize(&ratios);
+    row.Set("ratio", r.p50).Set("ratio_min", r.min).Set("ratio_max", r.max);
+  }
+  return row;
+}
+
+absl::Status ProxyRank::Direct(bool latency, std::vector<Record>* direct) {
   // Rank 1 listens on its node's address; the address reaches rank 0
   // through the proxy path itself.
   const absl::Time deadline = Deadline();
@@ -274,7 +302,8 @@ absl::Status ProxyRank::Direct(std::vector<Record>* direct) {
   o.backend = "ucx";
   o.params = plan_.params;
   o.sizes = plan_.sizes;
-  o.modes = {Mode::kLatency, Mode::kBandwidth};
+  o.modes = {Mode::kBandwidth};
+  if (latency) o.modes.insert(o.modes.begin(), Mode::kLatency);
   o.iters = plan_.iters;
   o.min_iters = plan_.min_iters;
   o.max_bytes = plan_.max_bytes;
@@ -312,38 +341,43 @@ absl::Status ProxyRank::Run() {
   }
   TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
   for (uint64_t size : plan_.sizes) {
-    Record lat, bw;
+    Record lat;
     TR_RETURN_IF_ERROR(Latency(size, &lat));
     TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
-    TR_RETURN_IF_ERROR(Bandwidth(size, &bw));
-    TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
     rows.push_back(std::move(lat));
-    rows.push_back(std::move(bw));
   }
-  std::vector<Record> direct;
-  if (plan_.direct) TR_RETURN_IF_ERROR(Direct(&direct));
-  TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
+  // Bandwidth in rounds, proxy then direct: both sides of a round's ratio
+  // are measured seconds apart, so drift of the host cancels in the pair.
+  bw_ns_.assign(plan_.sizes.size(), {});
+  std::vector<std::vector<Record>> direct;
+  for (uint32_t round = 0; round < plan_.rounds; ++round) {
+    for (size_t i = 0; i < plan_.sizes.size(); ++i) {
+      TR_ASSIGN_OR_RETURN(const int64_t ns, Bandwidth(plan_.sizes[i]));
+      TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
+      bw_ns_[i].push_back(ns);
+    }
+    if (!plan_.direct) continue;
+    direct.emplace_back();
+    TR_RETURN_IF_ERROR(Direct(/*latency=*/round == 0, &direct.back()));
+    TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
+  }
 
   if (leader()) {
+    for (size_t i = 0; i < plan_.sizes.size(); ++i) rows.push_back(BandwidthRow(i, direct));
     for (Record& row : rows) {
-      const std::string mode = *row.GetString("mode");
-      const int64_t size = *row.GetInt("size");
       Record out;
       out.Set("bench", "proxy").Set("network", plan_.network);
       for (const auto& [key, value] : row.fields()) {
         std::visit([&out, &key = key](const auto& v) { out.Set(key, v); }, value);
       }
-      for (const Record& d : direct) {
-        if (d.GetString("mode").value_or("") != mode || d.GetInt("size").value_or(-1) != size) {
-          continue;
-        }
-        const double p50 = d.GetDouble("p50_us").value_or(0);
-        out.Set("direct_p50_us", p50).Set("direct_p99_us", d.GetDouble("p99_us").value_or(0));
-        if (mode == "bw") {
-          const double gbps = d.GetDouble("gbytes_per_s").value_or(0);
-          out.Set("direct_gbytes_per_s", gbps);
-          if (gbps > 0) out.Set("ratio", *row.GetDouble("proxy_gbytes_per_s") / gbps);
-        } else if (mode == "lat") {
+      if (*row.GetString("mode") == "lat" && !direct.empty()) {
+        for (const Record& d : direct[0]) {
+          if (d.GetString("mode").value_or("") != "lat" ||
+              d.GetInt("size").value_or(-1) != *row.GetInt("size")) {
+            continue;
+          }
+          const double p50 = d.GetDouble("p50_us").value_or(0);
+          out.Set("direct_p50_us", p50).Set("direct_p99_us", d.GetDouble("p99_us").value_or(0));
           const double proxy = *row.GetDouble("proxy_p50_us");
           if (proxy > 0) out.Set("ratio", p50 / proxy);
         }
@@ -365,6 +399,7 @@ std::string EncodeProxyPlan(const ProxyPlan& p) {
   for (uint64_t s : p.sizes) w.Put<uint64_t>(s);
   for (uint64_t v : {p.iters, p.min_iters, p.max_bytes, p.warmup, p.ping_iters}) w.Put<uint64_t>(v);
   w.Put<uint32_t>(p.window);
+  w.Put<uint32_t>(p.rounds);
   w.Put<uint8_t>(p.direct ? 1 : 0);
   w.PutBytes(p.network);
   w.PutBytes(p.hosts[0]);
@@ -375,7 +410,7 @@ std::string EncodeProxyPlan(const ProxyPlan& p) {
     w.PutBytes(v);
   }
   w.Put<int64_t>(absl::ToInt64Milliseconds(p.timeout));
-  return absl::StrCat(kPlanPrefix, absl::BytesToHexString(SealBlob(kPlanMagic, 1, w.data())));
+  return absl::StrCat(kPlanPrefix, absl::BytesToHexString(SealBlob(kPlanMagic, kPlanVersion, w.data())));
 }
 
 absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
@@ -387,7 +422,7 @@ absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
     return absl::InvalidArgumentError("proxy plan: not hexadecimal");
   }
   const std::string blob = absl::HexStringToBytes(arg);
-  TR_ASSIGN_OR_RETURN(absl::string_view payload, UnsealBlob(blob, kPlanMagic, 1, "proxy plan"));
+  TR_ASSIGN_OR_RETURN(absl::string_view payload, UnsealBlob(blob, kPlanMagic, kPlanVersion, "proxy plan"));
   ByteReader r(payload, "proxy plan");
   ProxyPlan p;
   TR_ASSIGN_OR_RETURN(const uint32_t count, r.Get<uint32_t>());
@@ -405,6 +440,7 @@ absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
     TR_ASSIGN_OR_RETURN(*v, r.Get<uint64_t>());
   }
   TR_ASSIGN_OR_RETURN(p.window, r.Get<uint32_t>());
+  TR_ASSIGN_OR_RETURN(p.rounds, r.Get<uint32_t>());
   TR_ASSIGN_OR_RETURN(const uint8_t direct, r.Get<uint8_t>());
   p.direct = direct != 0;
   for (std::string* s : {&p.network, &p.hosts[0], &p.hosts[1]}) {
@@ -422,8 +458,9 @@ absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
   TR_ASSIGN_OR_RETURN(const int64_t timeout_ms, r.Get<int64_t>());
   TR_RETURN_IF_ERROR(r.ExpectEnd());
   if (p.iters == 0 || p.min_iters == 0 || p.max_bytes == 0 || p.window == 0 || p.window > 1024 ||
-      timeout_ms <= 0) {
-    return absl::InvalidArgumentError("proxy plan: zero iterations, window or timeout");
+      p.rounds == 0 || p.rounds > kMaxRounds || timeout_ms <= 0) {
+    return absl::InvalidArgumentError(
+        "proxy plan: zero iterations, window, rounds or timeout, or too many rounds");
   }
   p.timeout = absl::Milliseconds(timeout_ms);
   return p;
@@ -447,12 +484,15 @@ Table ProxyTable() {
                 {"mode", "mode", F::kString, 4},
                 {"size", "size", F::kSize, 6},
                 {"iters", "iters", F::kInt, 6},
+                {"rounds", "rounds", F::kInt, 0},
                 {"proxy_p50_us", "proxy_p50_us", F::kFixed2, 0},
                 {"proxy_p99_us", "proxy_p99_us", F::kFixed2, 0},
                 {"proxy_gbytes_per_s", "proxy_GB/s", F::kFixed3, 0},
                 {"direct_p50_us", "direct_p50_us", F::kFixed2, 0},
                 {"direct_gbytes_per_s", "direct_GB/s", F::kFixed3, 0},
                 {"ratio", "ratio", F::kFixed2, 0},
+                {"ratio_min", "min", F::kFixed2, 0},
+                {"ratio_max", "max", F::kFixed2, 0},
                 {"verified", "verified", F::kBool, 0}});
 }
 
@@ -497,6 +537,10 @@ class ResultSink : public launch::OutputSink {
 absl::Status RunProxyBench(const ProxyBenchOptions& options,
                            const std::vector<std::string>& self_argv, Printer& printer) {
   if (options.sizes.empty()) return absl::InvalidArgumentError("no sizes");
+  if (options.rounds == 0 || options.rounds > kMaxRounds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rounds=", options.rounds, ": choose 1 to ", kMaxRounds));
+  }
   if (self_argv.empty()) return absl::InvalidArgumentError("no rank command");
   const bool netns = options.network == ProxyNetwork::kNetns ||
                      (options.network == ProxyNetwork::kAuto && ::geteuid() == 0);
@@ -507,6 +551,7 @@ absl::Status RunProxyBench(const ProxyBenchOptions& options,
   plan.max_bytes = options.max_bytes;
   plan.warmup = options.warmup;
   plan.window = options.window;
+  plan.rounds = options.rounds;
   plan.ping_iters = options.ping_iters;
   plan.direct = options.direct;
   plan.timeout = options.timeout;

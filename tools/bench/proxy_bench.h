@@ -13,13 +13,20 @@
 // (tools/bench/pattern.h); the receiver samples every message, checks the
 // first and last byte by byte, and checks tag order.
 //
+// Bandwidth runs in `rounds`: each round measures the proxy at every size,
+// then the direct path at every size, so the two sides of a round's pair are
+// seconds apart and slow drift of a shared host cancels in their ratio.
+//
 // Rows (JSON fields; the table shows the same):
 //   bench=proxy, network (netns|loopback), mode (lat|bw|ping), size, iters,
 //   proxy_p50_us, proxy_p99_us (lat: one-way = RTT/2; ping: round trip;
-//   bw: time per put), proxy_gbytes_per_s (bw), direct_p50_us, direct_p99_us,
-//   direct_gbytes_per_s, ratio (bw: proxy / direct bandwidth; lat: direct /
-//   proxy latency, so 1.0 = no overhead and below 1 = proxy slower),
-//   verified, checked. 1 GB = 1e9 bytes. Target: ratio >= 0.8 at 1 MiB bw.
+//   bw: time per put, median over rounds), proxy_gbytes_per_s (bw: median over
+//   rounds), direct_p50_us, direct_p99_us (lat), direct_gbytes_per_s (bw:
+//   median over rounds), ratio (bw: the median over rounds of proxy / direct
+//   bandwidth, ratio_min and ratio_max the extremes; lat: direct / proxy
+//   latency, so 1.0 = no overhead and below 1 = proxy slower), rounds (bw),
+//   window (bw), verified, checked. 1 GB = 1e9 bytes.
+//   Target: ratio >= 0.8 at 1 MiB bw.
 //
 // Roles: the orchestrator (RunProxyBench) launches the cluster with
 // `self_argv` + one plan argument as the rank command; each rank process
@@ -49,6 +56,8 @@ namespace bench {
 
 enum class ProxyNetwork { kAuto, kNetns, kLoopback };
 
+constexpr uint32_t kMaxRounds = 100;
+
 struct ProxyBenchOptions {
   std::vector<uint64_t> sizes = {8, 4096, 65536, 1 << 20, 4 << 20};
   uint64_t iters = 1000;    // timed iterations per size and mode ...
@@ -56,6 +65,7 @@ struct ProxyBenchOptions {
   uint64_t max_bytes = 256ull << 20;
   uint64_t warmup = 100;        // capped at max(1, iters / 10), as the transport bench
   uint32_t window = 16;         // outstanding puts in bw
+  uint32_t rounds = 5;          // bw rounds, proxy then direct in each (1..kMaxRounds)
   uint64_t ping_iters = 10000;  // RankClient::Ping round trips (0: skip)
   ProxyNetwork network = ProxyNetwork::kAuto;  // auto: netns when root
   // Transport params for the daemons and the direct baseline; tls=tcp (and
@@ -84,6 +94,7 @@ struct ProxyPlan {
   std::vector<uint64_t> sizes;
   uint64_t iters = 0, min_iters = 0, max_bytes = 0, warmup = 0, ping_iters = 0;
   uint32_t window = 1;
+  uint32_t rounds = 1;
   bool direct = true;
   std::string network;   // "netns" | "loopback", for the rows
   std::string hosts[2];  // each node's address (the direct OOB)

@@ -34,6 +34,7 @@ TEST(ProxyPlanTest, RoundTripsAndRejectsDamage) {
   p.warmup = 3;
   p.ping_iters = 7;
   p.window = 8;
+  p.rounds = 3;
   p.network = "netns";
   p.hosts[0] = "10.99.0.1";
   p.hosts[1] = "10.99.0.2";
@@ -46,6 +47,7 @@ TEST(ProxyPlanTest, RoundTripsAndRejectsDamage) {
   EXPECT_EQ(q->sizes, p.sizes);
   EXPECT_EQ(q->iters, 100u);
   EXPECT_EQ(q->window, 8u);
+  EXPECT_EQ(q->rounds, 3u);
   EXPECT_EQ(q->hosts[1], "10.99.0.2");
   EXPECT_EQ(q->params.at("tls"), "tcp");
   EXPECT_EQ(q->timeout, absl::Seconds(9));
@@ -56,6 +58,8 @@ TEST(ProxyPlanTest, RoundTripsAndRejectsDamage) {
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan(arg.substr(0, arg.size() - 8)).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan("proxy-plan:zz").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan("nonsense").status()));
+  p.rounds = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan(EncodeProxyPlan(p)).status()));
 }
 
 TEST(ProxyBenchTest, ReportsVerifiedProxyAndDirectRows) {
@@ -65,6 +69,7 @@ TEST(ProxyBenchTest, ReportsVerifiedProxyAndDirectRows) {
   o.min_iters = 5;
   o.warmup = 5;
   o.window = 8;
+  o.rounds = 2;
   o.ping_iters = 200;
   o.network = ProxyNetwork::kLoopback;
   o.timeout = absl::Seconds(60);
@@ -102,6 +107,9 @@ TEST(ProxyBenchTest, ReportsVerifiedProxyAndDirectRows) {
       EXPECT_GT(r->GetDouble("proxy_gbytes_per_s").value_or(0), 0) << line;
       EXPECT_GT(r->GetDouble("direct_gbytes_per_s").value_or(0), 0) << line;
       EXPECT_GT(r->GetDouble("ratio").value_or(0), 0) << line;
+      EXPECT_EQ(r->GetInt("rounds").value_or(0), 2) << line;
+      EXPECT_LE(r->GetDouble("ratio_min").value_or(0), r->GetDouble("ratio").value_or(0)) << line;
+      EXPECT_GE(r->GetDouble("ratio_max").value_or(0), r->GetDouble("ratio").value_or(0)) << line;
     }
   }
   EXPECT_EQ(ping, 1) << text;
