@@ -9,7 +9,8 @@
 //       (all flags: tools/bench/ep/ep_flags.h)
 //   tokenrail-bench info [--json] [--transports=FILTER]
 //   tokenrail-bench proxy [--network=auto|netns|loopback] [--sizes=...] [--iters=N]
-//       [--warmup=N] [--window=N] [--rounds=N] [--ping_iters=N] [--params=k=v,...] [--json]
+//       [--tests=lat,bw] [--warmup=N] [--window=N] [--rounds=N] [--ping_iters=N]
+//       [--params=k=v,...] [--json]
 //   tokenrail-bench transport [--backend=NAME | --transports=FILTER]
 //       [--params=k=v,...] [--sizes=8:64M] [--tests=lat,bw,bibw] [--iters=N]
 //       [--warmup=N] [--window=N] [--baseline=memcpy|none] [--json]
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -62,7 +64,8 @@ ABSL_FLAG(std::string, sizes, "8:64M",
           "Message sizes: FROM:TO (powers of two, K/M/G binary), a list, or both: "
           "'8:64M', '8,4K,1M'.");
 ABSL_FLAG(std::string, tests, "lat,bw,bibw",
-          "Tests: lat (ping-pong latency), bw (put bandwidth), bibw (bidirectional).");
+          "Tests: lat (ping-pong latency), bw (put bandwidth), bibw (bidirectional; transport "
+          "only).");
 ABSL_FLAG(uint64_t, iters, 1000, "Timed iterations per size and test.");
 ABSL_FLAG(uint64_t, min_iters, 10, "Fewest timed iterations when --max_bytes reduces them.");
 ABSL_FLAG(std::string, max_bytes, "1G",
@@ -94,9 +97,9 @@ ABSL_FLAG(std::string, network, "auto",
           "proxy: netns (a network namespace per node; needs root), loopback, or auto (netns "
           "when root).");
 ABSL_FLAG(uint64_t, ping_iters, 10000, "proxy: RankClient::Ping round trips timed (0: skip).");
-ABSL_FLAG(uint32_t, rounds, 5,
-          "proxy: bandwidth rounds, each the proxy then the direct path (ratio: the median "
-          "of the rounds' ratios).");
+ABSL_FLAG(uint32_t, rounds, 7,
+          "proxy: bandwidth rounds, each the proxy then the direct path (each side "
+          "reports its median over the rounds).");
 ABSL_FLAG(bool, direct, true, "proxy: also measure a direct ucx put between the same nodes.");
 ABSL_FLAG(std::string, daemon, "",
           "proxy: the tokenraild binary (default: found beside this one).");
@@ -263,6 +266,11 @@ int RunProxy(const std::vector<char*>& args) {
   o.window = absl::GetFlag(FLAGS_window);
   o.ping_iters = absl::GetFlag(FLAGS_ping_iters);
   o.rounds = absl::GetFlag(FLAGS_rounds);
+  absl::StatusOr<std::vector<bench::Mode>> modes = bench::ParseModes(absl::GetFlag(FLAGS_tests));
+  if (!modes.ok()) return UsageError(modes.status().message());
+  // bibw (in --tests' default) is the transport bench's alone.
+  o.latency = std::find(modes->begin(), modes->end(), bench::Mode::kLatency) != modes->end();
+  o.bandwidth = std::find(modes->begin(), modes->end(), bench::Mode::kBandwidth) != modes->end();
   o.direct = absl::GetFlag(FLAGS_direct);
   o.daemon_path = absl::GetFlag(FLAGS_daemon);
   o.timeout = absl::GetFlag(FLAGS_timeout);

@@ -190,6 +190,15 @@ class Context {
   // Advances all endpoints without blocking.
   virtual absl::Status Progress() = 0;
 
+  // A promise by the thread that drives this context that it calls
+  // Progress() itself, as a progress loop does before it polls its
+  // endpoints. The endpoints' polls (IsComplete, PollNotifications,
+  // PollMessage) may then report only what earlier progress delivered
+  // instead of progressing again, which saves backends whose progress costs
+  // system calls (UCX over TCP: an epoll_wait each) several of them per
+  // loop. Waits keep progressing. Backends whose polls are cheap ignore it.
+  virtual void SetExplicitProgress(bool on) {}
+
   // ---- Sleeping until there is work (optional) ---------------------------
   // Lets the thread that drives a context sleep in poll(2)/epoll instead of
   // spinning on Progress(), and be woken when work arrives (like

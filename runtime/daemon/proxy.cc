@@ -58,6 +58,8 @@ Proxy::Proxy(const Arena& arena, Fabric* fabric, ProxyConfig config, ProxyCallba
     active_.push_back(std::make_unique<std::atomic<bool>>(false));
   }
   if (fabric_ != nullptr) {
+    // ServeNetwork progresses once per look, then only polls.
+    fabric_->context().SetExplicitProgress(true);
     for (PeerNode& node : fabric_->peers()) {
       Peer p;
       p.node = &node;

@@ -37,7 +37,8 @@ using runtime::Region;
 
 constexpr char kPlanPrefix[] = "proxy-plan:";
 constexpr uint32_t kPlanMagic = 0x58505254;  // "TRPX"
-constexpr uint16_t kPlanVersion = 2;          // 2: bandwidth rounds
+constexpr uint16_t kPlanVersion = 2;         // 2: bandwidth rounds, test bits
+constexpr uint8_t kTestLatency = 1, kTestBandwidth = 2;
 constexpr char kRowTag[] = "TR_PROXY_ROW ";
 
 // Notification tags: data puts use the iteration's low 15 bits; the top of
@@ -110,8 +111,8 @@ class ProxyRank {
   // Time of the timed puts (rank 0; 0 on rank 1).
   absl::StatusOr<int64_t> Bandwidth(uint64_t size);
   absl::StatusOr<int64_t> BandwidthPhase(uint64_t size, uint64_t base, uint64_t count);
-  // The direct transport's loops for every size: bw, and lat too if asked.
-  absl::Status Direct(bool latency, std::vector<Record>* direct);
+  // The direct transport's loops for every size.
+  absl::Status Direct(bool latency, bool bandwidth, std::vector<Record>* direct);
   // Rank 0's bw row of sizes_[i] from every round's pair.
   Record BandwidthRow(size_t i, const std::vector<std::vector<Record>>& direct) const;
 
@@ -256,16 +257,21 @@ Record ProxyRank::BandwidthRow(size_t i, const std::vector<std::vector<Record>>&
   row.Set("mode", "bw").Set("size", size).Set("iters", iters);
   row.Set("window", static_cast<int64_t>(window_)).Set("rounds", static_cast<int64_t>(ns.size()));
   row.Set("proxy_p50_us", Summarize(&proxy_us).p50);
-  row.Set("proxy_gbytes_per_s", Summarize(&proxy_gbps).p50);
-  if (!direct_gbps.empty()) row.Set("direct_gbytes_per_s", Summarize(&direct_gbps).p50);
+  const double proxy = Summarize(&proxy_gbps).p50;
+  row.Set("proxy_gbytes_per_s", proxy);
+  if (!direct_gbps.empty()) {
+    const double direct_median = Summarize(&direct_gbps).p50;
+    row.Set("direct_gbytes_per_s", direct_median);
+    if (direct_median > 0) row.Set("ratio", proxy / direct_median);
+  }
   if (!ratios.empty()) {
-    const Summary r = Summarize(&ratios);
-    row.Set("ratio", r.p50).Set("ratio_min", r.min).Set("ratio_max", r.max);
+    const Summary pairs = Summarize(&ratios);
+    row.Set("pair_ratio_min", pairs.min).Set("pair_ratio_max", pairs.max);
   }
   return row;
 }
 
-absl::Status ProxyRank::Direct(bool latency, std::vector<Record>* direct) {
+absl::Status ProxyRank::Direct(bool latency, bool bandwidth, std::vector<Record>* direct) {
   // Rank 1 listens on its node's address; the address reaches rank 0
   // through the proxy path itself.
   const absl::Time deadline = Deadline();
@@ -302,8 +308,8 @@ absl::Status ProxyRank::Direct(bool latency, std::vector<Record>* direct) {
   o.backend = "ucx";
   o.params = plan_.params;
   o.sizes = plan_.sizes;
-  o.modes = {Mode::kBandwidth};
-  if (latency) o.modes.insert(o.modes.begin(), Mode::kLatency);
+  if (latency) o.modes.push_back(Mode::kLatency);
+  if (bandwidth) o.modes.push_back(Mode::kBandwidth);
   o.iters = plan_.iters;
   o.min_iters = plan_.min_iters;
   o.max_bytes = plan_.max_bytes;
@@ -341,29 +347,33 @@ absl::Status ProxyRank::Run() {
   }
   TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
   for (uint64_t size : plan_.sizes) {
+    if (!plan_.latency) break;
     Record lat;
     TR_RETURN_IF_ERROR(Latency(size, &lat));
     TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
     rows.push_back(std::move(lat));
   }
-  // Bandwidth in rounds, proxy then direct: both sides of a round's ratio
-  // are measured seconds apart, so drift of the host cancels in the pair.
+  // Bandwidth in rounds, proxy then direct, so both paths see the same
+  // spells of a shared host's noise; each side's median filters its own.
   bw_ns_.assign(plan_.sizes.size(), {});
   std::vector<std::vector<Record>> direct;
-  for (uint32_t round = 0; round < plan_.rounds; ++round) {
-    for (size_t i = 0; i < plan_.sizes.size(); ++i) {
+  const uint32_t rounds = plan_.bandwidth ? plan_.rounds : 1;
+  for (uint32_t round = 0; round < rounds; ++round) {
+    for (size_t i = 0; plan_.bandwidth && i < plan_.sizes.size(); ++i) {
       TR_ASSIGN_OR_RETURN(const int64_t ns, Bandwidth(plan_.sizes[i]));
       TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
       bw_ns_[i].push_back(ns);
     }
     if (!plan_.direct) continue;
     direct.emplace_back();
-    TR_RETURN_IF_ERROR(Direct(/*latency=*/round == 0, &direct.back()));
+    TR_RETURN_IF_ERROR(Direct(plan_.latency && round == 0, plan_.bandwidth, &direct.back()));
     TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
   }
 
   if (leader()) {
-    for (size_t i = 0; i < plan_.sizes.size(); ++i) rows.push_back(BandwidthRow(i, direct));
+    for (size_t i = 0; plan_.bandwidth && i < plan_.sizes.size(); ++i) {
+      rows.push_back(BandwidthRow(i, direct));
+    }
     for (Record& row : rows) {
       Record out;
       out.Set("bench", "proxy").Set("network", plan_.network);
@@ -400,6 +410,7 @@ std::string EncodeProxyPlan(const ProxyPlan& p) {
   for (uint64_t v : {p.iters, p.min_iters, p.max_bytes, p.warmup, p.ping_iters}) w.Put<uint64_t>(v);
   w.Put<uint32_t>(p.window);
   w.Put<uint32_t>(p.rounds);
+  w.Put<uint8_t>((p.latency ? kTestLatency : 0) | (p.bandwidth ? kTestBandwidth : 0));
   w.Put<uint8_t>(p.direct ? 1 : 0);
   w.PutBytes(p.network);
   w.PutBytes(p.hosts[0]);
@@ -410,7 +421,8 @@ std::string EncodeProxyPlan(const ProxyPlan& p) {
     w.PutBytes(v);
   }
   w.Put<int64_t>(absl::ToInt64Milliseconds(p.timeout));
-  return absl::StrCat(kPlanPrefix, absl::BytesToHexString(SealBlob(kPlanMagic, kPlanVersion, w.data())));
+  return absl::StrCat(kPlanPrefix,
+                      absl::BytesToHexString(SealBlob(kPlanMagic, kPlanVersion, w.data())));
 }
 
 absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
@@ -422,7 +434,8 @@ absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
     return absl::InvalidArgumentError("proxy plan: not hexadecimal");
   }
   const std::string blob = absl::HexStringToBytes(arg);
-  TR_ASSIGN_OR_RETURN(absl::string_view payload, UnsealBlob(blob, kPlanMagic, kPlanVersion, "proxy plan"));
+  TR_ASSIGN_OR_RETURN(absl::string_view payload,
+                      UnsealBlob(blob, kPlanMagic, kPlanVersion, "proxy plan"));
   ByteReader r(payload, "proxy plan");
   ProxyPlan p;
   TR_ASSIGN_OR_RETURN(const uint32_t count, r.Get<uint32_t>());
@@ -441,6 +454,12 @@ absl::StatusOr<ProxyPlan> DecodeProxyPlan(absl::string_view arg) {
   }
   TR_ASSIGN_OR_RETURN(p.window, r.Get<uint32_t>());
   TR_ASSIGN_OR_RETURN(p.rounds, r.Get<uint32_t>());
+  TR_ASSIGN_OR_RETURN(const uint8_t tests, r.Get<uint8_t>());
+  if (tests == 0 || (tests & ~(kTestLatency | kTestBandwidth)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("proxy plan: tests 0x", absl::Hex(tests)));
+  }
+  p.latency = (tests & kTestLatency) != 0;
+  p.bandwidth = (tests & kTestBandwidth) != 0;
   TR_ASSIGN_OR_RETURN(const uint8_t direct, r.Get<uint8_t>());
   p.direct = direct != 0;
   for (std::string* s : {&p.network, &p.hosts[0], &p.hosts[1]}) {
@@ -491,8 +510,8 @@ Table ProxyTable() {
                 {"direct_p50_us", "direct_p50_us", F::kFixed2, 0},
                 {"direct_gbytes_per_s", "direct_GB/s", F::kFixed3, 0},
                 {"ratio", "ratio", F::kFixed2, 0},
-                {"ratio_min", "min", F::kFixed2, 0},
-                {"ratio_max", "max", F::kFixed2, 0},
+                {"pair_ratio_min", "pair_min", F::kFixed2, 0},
+                {"pair_ratio_max", "pair_max", F::kFixed2, 0},
                 {"verified", "verified", F::kBool, 0}});
 }
 
@@ -537,6 +556,9 @@ class ResultSink : public launch::OutputSink {
 absl::Status RunProxyBench(const ProxyBenchOptions& options,
                            const std::vector<std::string>& self_argv, Printer& printer) {
   if (options.sizes.empty()) return absl::InvalidArgumentError("no sizes");
+  if (!options.latency && !options.bandwidth) {
+    return absl::InvalidArgumentError("no tests: choose lat, bw or both");
+  }
   if (options.rounds == 0 || options.rounds > kMaxRounds) {
     return absl::InvalidArgumentError(
         absl::StrCat("--rounds=", options.rounds, ": choose 1 to ", kMaxRounds));
@@ -552,6 +574,8 @@ absl::Status RunProxyBench(const ProxyBenchOptions& options,
   plan.warmup = options.warmup;
   plan.window = options.window;
   plan.rounds = options.rounds;
+  plan.latency = options.latency;
+  plan.bandwidth = options.bandwidth;
   plan.ping_iters = options.ping_iters;
   plan.direct = options.direct;
   plan.timeout = options.timeout;

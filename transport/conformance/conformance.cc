@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -221,6 +222,71 @@ TEST_P(TransportConformanceTest, PeerPutsArriveVerifiedAndInOrder) {
   TR_ASSERT_OK(peer_->Await(ctx_.get(), Deadline()).status());
   Notification extra;
   EXPECT_EQ(*ep_->PollNotifications(&extra, 1), 0u);
+}
+
+// Context::SetExplicitProgress: a loop that calls Progress() once per round
+// and then only polls (as the daemon's proxy does) sees every notification
+// and completion, both ways at once.
+TEST_P(TransportConformanceTest, ExplicitProgressLoopSeesEverything) {
+  ASSERT_NO_FATAL_FAILURE(ConnectPeer());
+  ctx_->SetExplicitProgress(true);
+  constexpr uint32_t kCount = 40;
+  constexpr size_t kLen = 70000, kStride = 70016;  // rendezvous-sized on ucx
+  TR_ASSERT_OK_AND_ASSIGN(std::unique_ptr<MemoryRegion> mine,
+                          ctx_->AllocateMemory(kCount * kStride, MemoryKind::kHost));
+  std::memset(mine->data(), 0, mine->size());
+  TR_ASSERT_OK_AND_ASSIGN(PeerRegion dst, AllocOnPeer(kCount * kStride, 0x22));
+  std::vector<uint8_t> src(kCount * kLen);
+  std::unique_ptr<MemoryRegion> src_region = RegisterSource(src);
+  ASSERT_NE(src_region, nullptr);
+  for (uint32_t i = 0; i < kCount; ++i) FillPattern(src.data() + i * kLen, kLen, 7200 + i);
+
+  // The peer first takes our puts, then puts into our memory; it runs its
+  // commands in order, replying to each.
+  PeerCommand expect = Cmd(PeerOp::kExpectMany);
+  expect.region = dst.index;
+  expect.count = kCount;
+  expect.size = kLen;
+  expect.stride = kStride;
+  expect.seed = 7200;
+  TR_ASSERT_OK(peer_->Send(expect));
+  PeerCommand put = Cmd(PeerOp::kPutMany);
+  TR_ASSERT_OK_AND_ASSIGN(put.key, mine->PackRemoteKey());
+  put.count = kCount;
+  put.size = kLen;
+  put.stride = kStride;
+  put.seed = 7100;
+  TR_ASSERT_OK(peer_->Send(put));
+  std::deque<Ticket> pending;
+  for (uint32_t i = 0; i < kCount; ++i) {
+    TR_ASSERT_OK_AND_ASSIGN(Ticket t,
+                            ep_->Put(*src_region, i * kLen, *dst.remote, i * kStride, kLen, i));
+    pending.push_back(t);
+  }
+
+  const uint8_t* base = static_cast<const uint8_t*>(mine->data());
+  uint32_t got = 0;
+  const absl::Time deadline = Deadline();
+  while (got < kCount || !pending.empty()) {
+    ASSERT_LT(absl::Now(), deadline)
+        << "received " << got << " of " << kCount << ", " << pending.size() << " puts not complete";
+    TR_ASSERT_OK(ctx_->Progress());
+    Notification n[8];
+    TR_ASSERT_OK_AND_ASSIGN(const size_t k, ep_->PollNotifications(n, 8));
+    for (size_t i = 0; i < k; ++i, ++got) {
+      ASSERT_EQ(n[i].imm, got) << "notifications out of order";
+      ASSERT_EQ(n[i].length, kLen);
+      ASSERT_EQ(FirstPatternMismatch(base + got * kStride, kLen, 7100 + got), kLen)
+          << "data of put " << got << " not visible when its notification arrived";
+    }
+    while (!pending.empty()) {
+      TR_ASSERT_OK_AND_ASSIGN(const bool done, ep_->IsComplete(pending.front()));
+      if (!done) break;
+      pending.pop_front();
+    }
+  }
+  TR_ASSERT_OK(peer_->Await(ctx_.get(), Deadline()).status());  // our puts, verified there
+  TR_ASSERT_OK(peer_->Await(ctx_.get(), Deadline()).status());  // its puts
 }
 
 TEST_P(TransportConformanceTest, ControlMessagesBothWays) {

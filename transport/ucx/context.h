@@ -62,6 +62,7 @@ class UcxContext final : public Context {
   // ArmEventFd progresses once, then ucp_worker_arm.
   int EventFd() override { return event_fd_; }
   absl::StatusOr<bool> ArmEventFd() override;
+  void SetExplicitProgress(bool on) override { explicit_progress_ = on; }
 
   // ---- For the backend's own classes ------------------------------------
   uint64_t id() const { return id_; }
@@ -75,6 +76,11 @@ class UcxContext final : public Context {
   // One progress round: drives UCX, then the peers' deferred work. Returns
   // whether anything happened.
   bool ProgressOnce();
+  // ProgressOnce unless the caller drives progress (SetExplicitProgress):
+  // what endpoint polls call.
+  void ProgressForPoll() {
+    if (!explicit_progress_) ProgressOnce();
+  }
   // Drives progress until `done` returns true (OK) or an error (returned), or
   // `deadline` passes (DeadlineExceeded: "<what>: timed out after ...").
   absl::Status WaitFor(absl::FunctionRef<absl::StatusOr<bool>()> done, absl::Time deadline,
@@ -133,6 +139,7 @@ class UcxContext final : public Context {
   UcpContextPtr ucp_;
   UcpWorkerPtr worker_;
   int event_fd_ = -1;  // owned by the worker
+  bool explicit_progress_ = false;
 
   uint64_t next_region_id_ = 1;
   std::unordered_map<uint64_t, RegionEntry> regions_;

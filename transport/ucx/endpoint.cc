@@ -116,7 +116,7 @@ absl::StatusOr<Ticket> UcxEndpoint::Put(const MemoryRegion& src, size_t src_offs
 absl::StatusOr<bool> UcxEndpoint::IsComplete(Ticket ticket) {
   TR_ASSIGN_OR_RETURN(bool done, peer_->TicketComplete(ticket));
   if (done) return true;
-  ctx_->ProgressOnce();
+  ctx_->ProgressForPoll();
   return peer_->TicketComplete(ticket);
 }
 
@@ -135,7 +135,7 @@ absl::Status UcxEndpoint::Flush(absl::Time deadline) {
 
 absl::StatusOr<size_t> UcxEndpoint::PollNotifications(Notification* out, size_t max) {
   TR_RETURN_IF_ERROR(peer_->error());
-  ctx_->ProgressOnce();
+  ctx_->ProgressForPoll();
   TR_RETURN_IF_ERROR(peer_->error());
   return peer_->PopNotifications(out, max);
 }
@@ -158,7 +158,7 @@ absl::Status UcxEndpoint::SendMessage(absl::string_view message) {
 
 absl::StatusOr<bool> UcxEndpoint::PollMessage(std::string* out) {
   TR_RETURN_IF_ERROR(peer_->error());
-  ctx_->ProgressOnce();
+  ctx_->ProgressForPoll();
   TR_RETURN_IF_ERROR(peer_->error());
   return peer_->PopMessage(out);
 }
