@@ -58,6 +58,14 @@ TEST(ProxyPlanTest, RoundTripsAndRejectsDamage) {
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan(arg.substr(0, arg.size() - 8)).status()));
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan("proxy-plan:zz").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan("nonsense").status()));
+  p.latency = false;
+  q = DecodeProxyPlan(EncodeProxyPlan(p));
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_FALSE(q->latency);
+  EXPECT_TRUE(q->bandwidth);
+  p.bandwidth = false;  // no test at all
+  EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan(EncodeProxyPlan(p)).status()));
+  p.bandwidth = true;
   p.rounds = 0;
   EXPECT_TRUE(absl::IsInvalidArgument(DecodeProxyPlan(EncodeProxyPlan(p)).status()));
 }
