@@ -12,8 +12,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -21,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/proc_file.h"
 #include "tools/launch/run_dir.h"
 
 namespace tokenrail {
@@ -40,14 +39,9 @@ std::string RequiredEnv(const char* name) {
   return absl::StrCat(::getcwd(cwd, sizeof(cwd)) != nullptr ? cwd : ".", "/", v);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // "pid (comm) S ..." -> state character, or 0 when the process is gone.
 char ProcessState(const std::string& pid) {
-  const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  const std::string stat = ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
   const size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 2 >= stat.size()) return 0;
   return stat[close + 2];
@@ -63,8 +57,8 @@ std::vector<std::string> Scan(const std::string& job_id, const std::string& run_
       if (!absl::SimpleAtoi(e->d_name, &pid) || e->d_name == self) continue;
       const char state = ProcessState(e->d_name);
       if (state == 0 || state == 'Z' || state == 'X') continue;
-      const std::string cmdline = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
-      const std::string environ = ReadFile(absl::StrCat("/proc/", pid, "/environ"));
+      const std::string cmdline = ReadProcFile(absl::StrCat("/proc/", pid, "/cmdline"));
+      const std::string environ = ReadProcFile(absl::StrCat("/proc/", pid, "/environ"));
       const bool mentions_job = !job_id.empty() && (absl::StrContains(cmdline, job_id) ||
                                                     absl::StrContains(environ, job_id));
       const bool mentions_dir = !run_dir.empty() && (absl::StrContains(cmdline, run_dir) ||
@@ -325,7 +319,7 @@ void ReapOrphans() {
   while (dirent* e = ::readdir(proc)) {
     int pid = 0;
     if (!absl::SimpleAtoi(e->d_name, &pid) || OwnedPids().count(pid) > 0) continue;
-    const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+    const std::string stat = ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
     const size_t close = stat.rfind(')');
     if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z') continue;
     std::vector<std::string> f = absl::StrSplit(stat.substr(close + 2), ' ');

@@ -113,7 +113,7 @@ class ProxyRank {
   absl::StatusOr<int64_t> BandwidthPhase(uint64_t size, uint64_t base, uint64_t count);
   // The direct transport's loops for every size.
   absl::Status Direct(bool latency, bool bandwidth, std::vector<Record>* direct);
-  // Rank 0's bw row of sizes_[i] from every round's pair.
+  // Rank 0's bw row of plan_.sizes[i] from every round.
   Record BandwidthRow(size_t i, const std::vector<std::vector<Record>>& direct) const;
 
   RankClient& rc_;

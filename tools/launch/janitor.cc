@@ -9,7 +9,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -20,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/errno_status.h"
 #include "common/logging.h"
+#include "common/proc_file.h"
 #include "tools/launch/netns.h"
 #include "tools/launch/output.h"
 #include "tools/launch/run_dir.h"
@@ -42,8 +42,7 @@ int CountLiveMembers(const std::set<pid_t>& groups) {
   while (dirent* e = ::readdir(proc)) {
     int pid = 0;
     if (!absl::SimpleAtoi(e->d_name, &pid)) continue;
-    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string stat = ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
     // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
     const size_t close = stat.rfind(')');
     if (close == std::string::npos) continue;

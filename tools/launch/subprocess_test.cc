@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/proc_file.h"
 #include "gtest/gtest.h"
 #include "tools/launch/janitor.h"
 #include "tools/launch/run_dir.h"
@@ -40,8 +41,7 @@ std::string ReadAllFrom(UniqueFd& fd) {
 }
 
 bool ProcessAlive(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string stat = ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
   if (stat.empty()) return false;
   const size_t close = stat.rfind(')');
   return close != std::string::npos && stat[close + 2] != 'Z';
