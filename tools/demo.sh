@@ -22,7 +22,7 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 echo
 echo "== proxy puts through two daemons vs a direct transport put (launched 2-node cluster)"
-"$bench" proxy --sizes=8,64K,1M --iters=200
+"$bench" proxy --sizes=8,64K,1M
 echo
 echo "== coordinator barrier with 64 participants"
 "$bench" barrier --participants=64
