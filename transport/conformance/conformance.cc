@@ -49,6 +49,17 @@ PeerCommand Cmd(PeerOp op) {
   return c;
 }
 
+// kPutMany / kExpectMany: `count` puts of `size` bytes, `stride` apart, put i
+// carrying the pattern of seed + i.
+PeerCommand Many(PeerOp op, uint32_t count, size_t size, size_t stride, uint64_t seed) {
+  PeerCommand c = Cmd(op);
+  c.count = count;
+  c.size = size;
+  c.stride = stride;
+  c.seed = seed;
+  return c;
+}
+
 }  // namespace
 
 TransportConformanceTest::TransportConformanceTest() = default;
@@ -176,12 +187,8 @@ TEST_P(TransportConformanceTest, ManyOutstandingPutsNotifyInOrder) {
   ASSERT_NE(src_region, nullptr);
   for (uint32_t i = 0; i < kCount; ++i) FillPattern(src.data() + i * kLen, kLen, 5000 + i);
 
-  PeerCommand expect = Cmd(PeerOp::kExpectMany);
+  PeerCommand expect = Many(PeerOp::kExpectMany, kCount, kLen, kStride, 5000);
   expect.region = dst.index;
-  expect.count = kCount;
-  expect.size = kLen;
-  expect.stride = kStride;
-  expect.seed = 5000;
   TR_ASSERT_OK(peer_->Send(expect));
   std::vector<Ticket> tickets;
   for (uint32_t i = 0; i < kCount; ++i) {
@@ -204,12 +211,8 @@ TEST_P(TransportConformanceTest, PeerPutsArriveVerifiedAndInOrder) {
   TR_ASSERT_OK_AND_ASSIGN(std::unique_ptr<MemoryRegion> mine,
                           ctx_->AllocateMemory(kCount * kStride, MemoryKind::kHost));
   std::memset(mine->data(), 0, mine->size());
-  PeerCommand put = Cmd(PeerOp::kPutMany);
+  PeerCommand put = Many(PeerOp::kPutMany, kCount, kLen, kStride, 900);
   TR_ASSERT_OK_AND_ASSIGN(put.key, mine->PackRemoteKey());
-  put.count = kCount;
-  put.size = kLen;
-  put.stride = kStride;
-  put.seed = 900;
   TR_ASSERT_OK(peer_->Send(put));
   const uint8_t* base = static_cast<const uint8_t*>(mine->data());
   for (uint32_t i = 0; i < kCount; ++i) {
@@ -243,19 +246,11 @@ TEST_P(TransportConformanceTest, ExplicitProgressLoopSeesEverything) {
 
   // The peer first takes our puts, then puts into our memory; it runs its
   // commands in order, replying to each.
-  PeerCommand expect = Cmd(PeerOp::kExpectMany);
+  PeerCommand expect = Many(PeerOp::kExpectMany, kCount, kLen, kStride, 7200);
   expect.region = dst.index;
-  expect.count = kCount;
-  expect.size = kLen;
-  expect.stride = kStride;
-  expect.seed = 7200;
   TR_ASSERT_OK(peer_->Send(expect));
-  PeerCommand put = Cmd(PeerOp::kPutMany);
+  PeerCommand put = Many(PeerOp::kPutMany, kCount, kLen, kStride, 7100);
   TR_ASSERT_OK_AND_ASSIGN(put.key, mine->PackRemoteKey());
-  put.count = kCount;
-  put.size = kLen;
-  put.stride = kStride;
-  put.seed = 7100;
   TR_ASSERT_OK(peer_->Send(put));
   std::deque<Ticket> pending;
   for (uint32_t i = 0; i < kCount; ++i) {
@@ -494,12 +489,8 @@ TEST_P(TransportConformanceTest, EventFdWakesSleepingReceiver) {
   TR_ASSERT_OK_AND_ASSIGN(std::unique_ptr<MemoryRegion> mine,
                           ctx_->AllocateMemory(kCount * kStride, MemoryKind::kHost));
   std::memset(mine->data(), 0, mine->size());
-  PeerCommand put = Cmd(PeerOp::kPutMany);
+  PeerCommand put = Many(PeerOp::kPutMany, kCount, kLen, kStride, 4242);
   TR_ASSERT_OK_AND_ASSIGN(put.key, mine->PackRemoteKey());
-  put.count = kCount;
-  put.size = kLen;
-  put.stride = kStride;
-  put.seed = 4242;
   // Armed before the peer does anything: its first put must wake us.
   TR_ASSERT_OK_AND_ASSIGN(const bool armed_first, arm());
   ASSERT_TRUE(armed_first) << "ArmEventFd kept reporting work on an idle context";
