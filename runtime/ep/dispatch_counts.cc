@@ -204,10 +204,14 @@ absl::StatusOr<bool> DispatchOp::ReadChannelCounts(Wiring& w) {
 
 namespace {
 
+// Read once: sysconf(_SC_PHYS_PAGES) is a system call, and every dispatch asks.
 double PhysicalMemoryBytes() {
-  const long pages = ::sysconf(_SC_PHYS_PAGES);
-  const long page = ::sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
+  static const double bytes = [] {
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e18;
+  }();
+  return bytes;
 }
 
 }  // namespace

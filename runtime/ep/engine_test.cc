@@ -45,11 +45,17 @@ struct WorldResult {
   }
 };
 
+// An in-process world shaped like `c`'s topology.
+InProcessWorld::Options WorldFor(const EpConfig& c) {
+  InProcessWorld::Options wo;
+  wo.nodes = c.topology.nodes;
+  wo.ranks_per_node = c.topology.ranks_per_node;
+  return wo;
+}
+
 // Runs `s` on every rank of an in-process world, one thread per rank.
 WorldResult RunWorld(const Scenario& s, absl::Duration put_delay = absl::ZeroDuration()) {
-  InProcessWorld::Options wo;
-  wo.nodes = s.config.topology.nodes;
-  wo.ranks_per_node = s.config.topology.ranks_per_node;
+  InProcessWorld::Options wo = WorldFor(s.config);
   wo.heap_bytes = size_t{256} << 20;
   wo.put_delay = put_delay;
   InProcessWorld world(wo);
@@ -294,11 +300,9 @@ TEST(EngineTest, InvalidConfigsNameTheValues) {
 }
 
 TEST(EngineTest, InvalidInputsAreRejectedOnTheCallingRank) {
-  InProcessWorld::Options wo;
-  wo.nodes = 2;
-  wo.ranks_per_node = 1;
-  InProcessWorld world(wo);
-  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(2, 1, 4, 2, 1, 8));
+  const EpConfig config = Config(2, 1, 4, 2, 1, 8);
+  InProcessWorld world(WorldFor(config));
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, config);
   ASSERT_EQ(bufs.size(), 2u);
   std::vector<float> x(2 * 8, 1.0f), w(4, 0.5f);
   auto dispatch = [&](std::vector<int32_t> idx, int64_t tokens) {
@@ -327,11 +331,9 @@ TEST(EngineTest, InvalidInputsAreRejectedOnTheCallingRank) {
 }
 
 TEST(EngineTest, AsyncAndFailure) {
-  InProcessWorld::Options wo;
-  wo.nodes = 2;
-  wo.ranks_per_node = 2;
-  InProcessWorld world(wo);
-  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(2, 2, 8, 2, 2, 16));
+  const EpConfig config = Config(2, 2, 8, 2, 2, 16);
+  InProcessWorld world(WorldFor(config));
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, config);
   ASSERT_EQ(bufs.size(), 4u);
   std::vector<float> x(8 * 16, 1.0f), w(16, 0.25f);
   std::vector<int32_t> idx = {0, 4, 1, 5, 2, 6, 3, 7, 0, 7, 1, 6, 2, 5, 3, 4};
@@ -360,12 +362,9 @@ TEST(EngineTest, AsyncAndFailure) {
 }
 
 TEST(EngineTest, NonFiniteFp8InputFailsOnlyItsRankAndTheExchangeCompletes) {
-  InProcessWorld::Options wo;
-  wo.nodes = 2;
-  wo.ranks_per_node = 1;
-  InProcessWorld world(wo);
   EpConfig c = Config(2, 1, 4, 2, 2, 130);
   c.dispatch_dtype = DType::kFp8E4M3;
+  InProcessWorld world(WorldFor(c));
   std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, c);
   ASSERT_EQ(bufs.size(), 2u);
   std::vector<int32_t> idx = {0, 2, 1, 3};
@@ -396,11 +395,9 @@ TEST(EngineTest, NonFiniteFp8InputFailsOnlyItsRankAndTheExchangeCompletes) {
 }
 
 TEST(EngineTest, QueuedBarrierTimesFromItsStart) {
-  InProcessWorld::Options wo;
-  wo.nodes = 1;
-  wo.ranks_per_node = 2;
-  InProcessWorld world(wo);
-  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(1, 2, 4, 2, 1, 16));
+  const EpConfig config = Config(1, 2, 4, 2, 1, 16);
+  InProcessWorld world(WorldFor(config));
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, config);
   ASSERT_EQ(bufs.size(), 2u);
   std::vector<int32_t> idx = {0, 2, 1, 3};  // 2 tokens
   std::vector<float> x(2 * 16, 1.0f), w(4, 0.5f);
@@ -423,11 +420,9 @@ TEST(EngineTest, QueuedBarrierTimesFromItsStart) {
 }
 
 TEST(EngineTest, StatsArePublished) {
-  InProcessWorld::Options wo;
-  wo.nodes = 1;
-  wo.ranks_per_node = 2;
-  InProcessWorld world(wo);
-  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, Config(1, 2, 4, 2, 1, 16));
+  const EpConfig config = Config(1, 2, 4, 2, 1, 16);
+  InProcessWorld world(WorldFor(config));
+  std::vector<std::unique_ptr<EpBuffer>> bufs = CreateBuffers(world, config);
   ASSERT_EQ(bufs.size(), 2u);
   std::vector<int32_t> idx = {0, 2, 1, 3, 0, 1};  // 3 tokens
   std::vector<float> x(3 * 16, 1.0f), w(6, 0.5f);

@@ -238,9 +238,8 @@ absl::StatusOr<int64_t> ProxyRank::Bandwidth(uint64_t size) {
 Record ProxyRank::BandwidthRow(size_t i, const std::vector<std::vector<Record>>& direct) const {
   const uint64_t size = plan_.sizes[i], iters = ItersFor(plan_, size);
   const std::vector<int64_t>& ns = bw_ns_[i];
-  std::vector<double> proxy_us, proxy_gbps, direct_gbps, ratios;
+  std::vector<double> proxy_gbps, direct_gbps, ratios;
   for (size_t r = 0; r < ns.size(); ++r) {
-    proxy_us.push_back(Micros(ns[r]) / static_cast<double>(iters));
     proxy_gbps.push_back(GigabytesPerSecond(static_cast<double>(size) * iters, ns[r] / 1e9));
     if (r >= direct.size()) continue;
     for (const Record& d : direct[r]) {
@@ -256,8 +255,8 @@ Record ProxyRank::BandwidthRow(size_t i, const std::vector<std::vector<Record>>&
   Record row;
   row.Set("mode", "bw").Set("size", size).Set("iters", iters);
   row.Set("window", static_cast<int64_t>(window_)).Set("rounds", static_cast<int64_t>(ns.size()));
-  row.Set("proxy_p50_us", Summarize(&proxy_us).p50);
   const double proxy = Summarize(&proxy_gbps).p50;
+  row.Set("proxy_p50_us", proxy > 0 ? static_cast<double>(size) / proxy / 1e3 : 0.0);  // per put
   row.Set("proxy_gbytes_per_s", proxy);
   if (!direct_gbps.empty()) {
     const double direct_median = Summarize(&direct_gbps).p50;
@@ -346,17 +345,17 @@ absl::Status ProxyRank::Run() {
     rows.push_back(std::move(row));
   }
   TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
-  for (uint64_t size : plan_.sizes) {
-    if (!plan_.latency) break;
+  for (size_t i = 0; plan_.latency && i < plan_.sizes.size(); ++i) {
     Record lat;
-    TR_RETURN_IF_ERROR(Latency(size, &lat));
+    TR_RETURN_IF_ERROR(Latency(plan_.sizes[i], &lat));
     TR_RETURN_IF_ERROR(rc_.Barrier(Deadline()));
     rows.push_back(std::move(lat));
   }
   // Bandwidth in rounds, proxy then direct, so both paths see the same
   // spells of a shared host's noise; each side's median filters its own.
+  // Latency alone needs one direct run.
   bw_ns_.assign(plan_.sizes.size(), {});
-  std::vector<std::vector<Record>> direct;
+  std::vector<std::vector<Record>> direct;  // [round]
   const uint32_t rounds = plan_.bandwidth ? plan_.rounds : 1;
   for (uint32_t round = 0; round < rounds; ++round) {
     for (size_t i = 0; plan_.bandwidth && i < plan_.sizes.size(); ++i) {
