@@ -22,7 +22,7 @@
 // Rows (JSON fields; the table shows the same):
 //   bench=proxy, network (netns|loopback), mode (lat|bw|ping), size, iters,
 //   proxy_p50_us, proxy_p99_us (lat: one-way = RTT/2; ping: round trip;
-//   bw: time per put, median over rounds), proxy_gbytes_per_s (bw: median over
+//   bw: time per put at the median bandwidth), proxy_gbytes_per_s (bw: median over
 //   rounds), direct_p50_us, direct_p99_us (lat), direct_gbytes_per_s (bw:
 //   median over rounds), ratio (bw: proxy / direct median bandwidth; lat:
 //   direct / proxy latency, so 1.0 = no overhead and below 1 = proxy slower),
